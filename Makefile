@@ -1,0 +1,35 @@
+# Ferry — the two commands a newcomer needs: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench fmt lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)  ## set up and open Ferry on its embedded demo server with sample cases
+	$(BIN)/ferry demo
+
+test: $(STAMP)  ## lint, then the whole test suite against real servers on 127.0.0.1
+	$(BIN)/ruff check backend tui tests bench
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check backend tui tests bench
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix backend tui tests bench
+
+bench: $(STAMP)  ## benchmarks against OpenSSH sftp / cp measured in the same run
+	$(BIN)/python -m bench
+
+lock:  ## record the versions tested into constraints.txt
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^caseferry' > constraints.txt
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,5 @@
+"""``python -m tui`` runs the ``ferry`` command."""
+
+from tui.cli import main
+
+main()

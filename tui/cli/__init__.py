@@ -1,0 +1,77 @@
+"""The ``ferry`` command line: argument parsing, dispatch, and mapping errors to exit codes.
+
+Each command group lives in its own module under ``tui.cli`` exposing ``register(subparsers)``;
+a handler takes the parsed ``argparse.Namespace`` and returns an exit code. Every expected
+failure is a :class:`backend.errors.FerryError`, printed as one line ``ferry: error: ...`` and
+turned into its documented exit code (docs/cli.md). ``ferry`` with no arguments opens the TUI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from backend import __version__
+from backend.errors import EXIT_INTERRUPTED, FerryError, UsageError
+
+# One module per command group; each adds its sub-commands to the parser.
+COMMAND_MODULES: list[str] = [
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as a FerryError (one line, exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message}", hint=f"see '{self.prog} --help'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ferry",
+        description="Move medical case files securely over SFTP. Run with no command for the TUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"ferry {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug log on stderr too")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ferry`` command. Returns (and exits with) the exit code."""
+    code = run(argv)
+    sys.exit(code)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    from backend.log import setup_logging
+    from tui.cli.output import print_error
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        setup_logging(verbose=bool(getattr(args, "verbose", False)))
+        logging.getLogger("ferry.cli").debug("command: %s", args.command)
+        if args.command is None:
+            from tui.cli.tui_cmd import open_tui
+
+            return open_tui(args)
+        func = getattr(args, "func", None)
+        if func is None:
+            raise UsageError(
+                f"'{args.command}' needs a sub-command", hint=f"see 'ferry {args.command} --help'"
+            )
+        return int(func(args) or 0)
+    except FerryError as err:
+        print_error(err)
+        logging.getLogger("ferry.cli").info("exit %s: %s", err.exit_code, err)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        return EXIT_INTERRUPTED
