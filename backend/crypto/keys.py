@@ -1,0 +1,81 @@
+"""Symmetric key files: 32 random bytes, created exclusively with mode 0600.
+
+A key file is the alternative to a passphrase for the encryption container: raw key material,
+no encoding, nothing else in the file. ``ferry keygen --symmetric FILE`` calls
+:func:`generate_key_file`; everything that accepts ``--key-file`` calls :func:`read_key_file`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from backend.errors import ConfigError, IntegrityError, PermissionDeniedError, RemoteNotFoundError
+from backend.fsutil import open_exclusive
+
+KEY_SIZE = 32
+"""Bytes of key material in a key file (AES-256)."""
+
+
+def generate_key_file(path: Path) -> None:
+    """Write 32 CSPRNG bytes to ``path``, created exclusively (never overwritten) with 0600."""
+    path = Path(path)
+    try:
+        fd = open_exclusive(path, 0o600)
+    except FileExistsError:
+        raise ConfigError(
+            f"{path} already exists", hint="choose another name; Ferry never overwrites a key"
+        ) from None
+    except FileNotFoundError:
+        raise RemoteNotFoundError(f"folder {path.parent} does not exist") from None
+    except PermissionError:
+        raise PermissionDeniedError(f"cannot create {path}: permission denied") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)
+        data = secrets.token_bytes(KEY_SIZE)
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+
+
+def read_key_file(path: Path) -> bytes:
+    """The 32-byte key stored in ``path``.
+
+    Raises :class:`RemoteNotFoundError` if missing, :class:`ConfigError` if it is not a regular
+    file or cannot be read, :class:`IntegrityError` if it does not hold exactly 32 bytes.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise RemoteNotFoundError(f"key file {path} does not exist") from None
+    except PermissionError:
+        raise PermissionDeniedError(f"cannot read key file {path}: permission denied") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot open key file {path}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"key file {path} is not a regular file")
+        data = os.read(fd, KEY_SIZE + 1)
+    finally:
+        os.close(fd)
+    if len(data) != KEY_SIZE:
+        raise IntegrityError(
+            f"key file {path} holds {len(data) if len(data) <= KEY_SIZE else 'more than 32'}"
+            f" bytes, expected exactly {KEY_SIZE}",
+            hint="create one with 'ferry keygen --symmetric FILE'",
+        )
+    return data
