@@ -1,0 +1,61 @@
+"""Shared fixtures: an isolated $FERRY_HOME, keys, and real SSH servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from backend.demo.server import start_sftp_server
+from tests.servers import InProcessServer, SshdServer, start_sshd, write_private_key
+
+
+@pytest.fixture
+def ferry_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private FERRY_HOME for one test; prompts are disabled as in CI."""
+    home = tmp_path / "ferry-home"
+    monkeypatch.setenv("FERRY_HOME", str(home))
+    monkeypatch.setenv("FERRY_NONINTERACTIVE", "1")
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def host_key() -> asyncssh.SSHKey:
+    return asyncssh.generate_private_key("ssh-ed25519")
+
+
+@pytest.fixture(scope="session")
+def client_key() -> asyncssh.SSHKey:
+    return asyncssh.generate_private_key("ssh-ed25519")
+
+
+@pytest.fixture
+async def sftp_server(
+    tmp_path: Path, host_key: asyncssh.SSHKey, client_key: asyncssh.SSHKey
+) -> AsyncIterator[InProcessServer]:
+    """asyncssh's SFTP server in this process, rooted at ``tmp_path/remote``."""
+    key_path = write_private_key(client_key, tmp_path / "id_client")
+    server = await start_sftp_server(
+        tmp_path / "remote",
+        host_key=host_key,
+        authorized_keys=[client_key],
+        passwords={"pwuser": "correct horse battery staple"},
+    )
+    try:
+        yield InProcessServer(server=server, client_key_path=key_path)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.fixture
+def sshd(tmp_path: Path, client_key: asyncssh.SSHKey) -> Iterator[SshdServer]:
+    """OpenSSH's sshd on a free loopback port with a throwaway host key (fails if missing)."""
+    server = start_sshd(tmp_path / "sshd", client_key)
+    try:
+        yield server
+    finally:
+        server.stop()
