@@ -59,7 +59,7 @@ def read_key_file(path: Path) -> bytes:
     """
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise RemoteNotFoundError(f"key file {path} does not exist") from None
     except PermissionError:
