@@ -443,6 +443,15 @@ async def sftp_session(
 ) -> AsyncIterator[tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]]:
     """``async with sftp_session(site, ...) as (conn, sftp)``: a connection and its SFTP client."""
     conn = await connect(site, **connect_kwargs)
+    async with sftp_on(conn, site) as sftp:
+        yield conn, sftp
+
+
+@contextlib.asynccontextmanager
+async def sftp_on(
+    conn: asyncssh.SSHClientConnection, site: Site
+) -> AsyncIterator[asyncssh.SFTPClient]:
+    """An SFTP client on an open connection; closes both when the block ends."""
     try:
         try:
             sftp = await conn.start_sftp_client()
@@ -451,7 +460,7 @@ async def sftp_session(
                 f"{site.name}: the server refused the SFTP subsystem: {display_name(str(exc))}"
             ) from None
         try:
-            yield conn, sftp
+            yield sftp
         finally:
             sftp.exit()
     finally:

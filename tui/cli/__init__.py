@@ -20,6 +20,8 @@ from backend.errors import EXIT_INTERRUPTED, FerryError, UsageError
 # One module per command group; each adds its sub-commands to the parser.
 COMMAND_MODULES: list[str] = [
     "tui.cli.audit_cmd",
+    "tui.cli.remote_cmd",
+    "tui.cli.demo_cmd",
 ]
 
 

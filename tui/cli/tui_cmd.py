@@ -1,12 +1,24 @@
-"""``ferry`` with no command: open the TUI."""
+"""``ferry`` with no command (and ``ferry demo``): open the terminal UI."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+
+def run_tui(site: str | None = None, demo: Any = None) -> bool:
+    """Open the TUI, optionally on ``site``. Returns False when the TUI is not available."""
+    try:
+        from tui.app import FerryApp  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    FerryApp(start_site=site, demo=demo).run()
+    return True
 
 
 def open_tui(args: argparse.Namespace) -> int:
-    from tui.cli import build_parser
+    if not run_tui():
+        from tui.cli import build_parser
 
-    build_parser().print_help()
+        build_parser().print_help()
     return 0

@@ -1,0 +1,264 @@
+"""The remote file system as Ferry sees it: safe listings, the one safe walker, operations.
+
+Every name a server sends passes :func:`backend.names.validate_name` here before anything uses
+it; hostile names are left out of results and reported in ``rejected`` (display-safe), never
+joined to a path. :func:`walk` is the one recursive walker (used by transfers, deletes, cases):
+it never follows server symlinks and never leaves the folder it was given. SFTP failures become
+typed errors through :func:`translate_sftp_error`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import re
+import stat
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import asyncssh
+
+from backend.errors import (
+    ConfigError,
+    FerryError,
+    PermissionDeniedError,
+    RemoteNotFoundError,
+    TransferError,
+    UnsafeNameError,
+)
+from backend.names import display_name, validate_name
+
+EntryKind = Literal["file", "dir", "link", "other"]
+
+_SPEC_RE = re.compile(r"^(?P<site>[A-Za-z0-9][A-Za-z0-9._-]{0,63}):(?P<path>.*)$")
+
+
+@dataclass(frozen=True)
+class RemoteEntry:
+    name: str
+    kind: EntryKind
+    size: int
+    mtime: float | None
+    mode: int  # permission bits only (0o7777)
+    link_target: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["mode"] = f"{self.mode:04o}"
+        return data
+
+
+@dataclass
+class Listing:
+    path: str
+    entries: list[RemoteEntry]
+    rejected: list[str] = field(default_factory=list)  # display-safe reasons
+
+
+def parse_remote_spec(spec: str) -> tuple[str, str] | None:
+    """``SITE:PATH`` -> (site, path); None when ``spec`` is not of that form (a local path)."""
+    if spec.startswith(("/", "./", "../")):
+        return None
+    match = _SPEC_RE.match(spec)
+    if match is None:
+        return None
+    return match.group("site"), match.group("path")
+
+
+def resolve(base: str, path: str) -> str:
+    """A remote path as the server should see it: relative paths are under ``base``."""
+    if not path:
+        return base or "."
+    if path.startswith("/"):
+        return posixpath.normpath(path)
+    return posixpath.normpath(posixpath.join(base or ".", path))
+
+
+def translate_sftp_error(exc: BaseException, path: str) -> FerryError:
+    shown = display_name(path)
+    if isinstance(exc, FerryError):
+        return exc
+    if isinstance(exc, asyncssh.SFTPNoSuchFile | FileNotFoundError):
+        return RemoteNotFoundError(f"no such file or folder: {shown}")
+    if isinstance(exc, asyncssh.SFTPPermissionDenied | PermissionError):
+        return PermissionDeniedError(f"permission denied: {shown}")
+    if isinstance(exc, asyncssh.SFTPError):
+        return TransferError(f"{shown}: {display_name(str(exc.reason))}")
+    if isinstance(exc, asyncssh.Error):
+        return TransferError(f"{shown}: connection failed: {display_name(str(exc.reason))}")
+    if isinstance(exc, OSError):
+        return TransferError(f"{shown}: {exc.strerror or exc}")
+    return TransferError(f"{shown}: {display_name(str(exc))}")
+
+
+@contextlib.contextmanager
+def sftp_errors(path: str) -> Iterator[None]:
+    """Turn SFTP/OS errors raised inside the block into typed Ferry errors about ``path``."""
+    try:
+        yield
+    except FerryError:
+        raise
+    except (asyncssh.Error, OSError) as exc:
+        raise translate_sftp_error(exc, path) from None
+
+
+def _kind(mode: int | None) -> EntryKind:
+    if mode is None:
+        return "other"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "other"
+
+
+def entry_from_attrs(name: str, attrs: asyncssh.SFTPAttrs) -> RemoteEntry:
+    mode = attrs.permissions
+    return RemoteEntry(
+        name=name,
+        kind=_kind(mode),
+        size=int(attrs.size or 0),
+        mtime=float(attrs.mtime) if attrs.mtime is not None else None,
+        mode=(mode or 0) & 0o7777,
+    )
+
+
+async def list_dir(sftp: asyncssh.SFTPClient, path: str, *, links: bool = True) -> Listing:
+    """List one remote folder. Unsafe names are skipped and reported, never returned."""
+    with sftp_errors(path):
+        names = await sftp.readdir(path)
+    entries: list[RemoteEntry] = []
+    rejected: list[str] = []
+    for item in names:
+        raw = item.filename
+        if raw in (".", "..", b".", b".."):
+            continue
+        try:
+            name = validate_name(raw)
+        except UnsafeNameError as exc:
+            rejected.append(exc.message)
+            continue
+        entry = entry_from_attrs(name, item.attrs)
+        if entry.kind == "link" and links:
+            with contextlib.suppress(asyncssh.Error):
+                target = await sftp.readlink(posixpath.join(path, name))
+                entry = RemoteEntry(**{**asdict(entry), "link_target": display_name(target)})
+        entries.append(entry)
+    entries.sort(key=lambda e: (e.kind != "dir", e.name.lower()))
+    return Listing(path=path, entries=entries, rejected=rejected)
+
+
+@dataclass(frozen=True)
+class WalkItem:
+    """One entry found by :func:`walk`; ``parts`` are validated names relative to the top."""
+
+    parts: tuple[str, ...]
+    entry: RemoteEntry
+
+    @property
+    def relpath(self) -> str:
+        return "/".join(self.parts)
+
+
+async def walk(
+    sftp: asyncssh.SFTPClient,
+    top: str,
+    *,
+    rejected: list[str] | None = None,
+    max_depth: int = 64,
+) -> AsyncIterator[WalkItem]:
+    """Yield every entry under ``top`` (folders before their contents), depth-first.
+
+    Symlinks are yielded as ``link`` entries and never followed. Unsafe names are appended to
+    ``rejected`` and skipped with everything below them.
+    """
+    stack: list[tuple[str, tuple[str, ...]]] = [(top, ())]
+    while stack:
+        path, parts = stack.pop()
+        if len(parts) > max_depth:
+            raise TransferError(f"{display_name(path)}: folders nest deeper than {max_depth}")
+        listing = await list_dir(sftp, path, links=False)
+        if rejected is not None:
+            rejected.extend(f"{display_name(path)}: {r}" for r in listing.rejected)
+        subdirs = []
+        for entry in listing.entries:
+            item = WalkItem(parts=(*parts, entry.name), entry=entry)
+            yield item
+            if entry.kind == "dir":
+                subdirs.append((posixpath.join(path, entry.name), item.parts))
+        stack.extend(reversed(subdirs))
+
+
+async def stat_path(sftp: asyncssh.SFTPClient, path: str) -> RemoteEntry:
+    """lstat one path (a symlink is reported as a link, not followed)."""
+    with sftp_errors(path):
+        attrs = await sftp.lstat(path)
+    name = posixpath.basename(path.rstrip("/")) or "/"
+    return entry_from_attrs(name, attrs)
+
+
+async def mkdir(sftp: asyncssh.SFTPClient, parent: str, name: str) -> str:
+    path = posixpath.join(parent, validate_name(name))
+    with sftp_errors(path):
+        await sftp.mkdir(path)
+    return path
+
+
+async def rename(sftp: asyncssh.SFTPClient, parent: str, old: str, new: str) -> str:
+    """Rename within one folder; refuses to replace an existing entry."""
+    src = posixpath.join(parent, validate_name(old))
+    dst = posixpath.join(parent, validate_name(new))
+    with sftp_errors(dst):
+        if await sftp.exists(dst):
+            raise ConfigError(f"{display_name(dst)} already exists; choose another name")
+    with sftp_errors(src):
+        await sftp.rename(src, dst)
+    return dst
+
+
+async def plan_delete(sftp: asyncssh.SFTPClient, path: str) -> list[WalkItem]:
+    """Everything a delete of ``path`` would remove (for the confirmation list)."""
+    top = await stat_path(sftp, path)
+    items = [WalkItem(parts=(top.name,), entry=top)]
+    if top.kind == "dir":
+        async for item in walk(sftp, path):
+            items.append(WalkItem(parts=(top.name, *item.parts), entry=item.entry))
+    return items
+
+
+async def delete(sftp: asyncssh.SFTPClient, path: str) -> int:
+    """Delete a file, a symlink (not its target) or a folder tree. Returns entries removed."""
+    top = await stat_path(sftp, path)
+    if top.kind != "dir":
+        with sftp_errors(path):
+            await sftp.remove(path)
+        return 1
+    items = [item async for item in walk(sftp, path)]
+    count = 0
+    for item in sorted(items, key=lambda i: len(i.parts), reverse=True):
+        target = posixpath.join(path, *item.parts)
+        with sftp_errors(target):
+            if item.entry.kind == "dir":
+                await sftp.rmdir(target)
+            else:
+                await sftp.remove(target)
+        count += 1
+    with sftp_errors(path):
+        await sftp.rmdir(path)
+    return count + 1
+
+
+VIEW_LIMIT = 256 * 1024
+
+
+async def read_head(
+    sftp: asyncssh.SFTPClient, path: str, limit: int = VIEW_LIMIT
+) -> tuple[bytes, bool]:
+    """The first ``limit`` bytes of a remote file and whether it was truncated."""
+    with sftp_errors(path):
+        async with sftp.open(path, "rb") as fh:
+            data = await fh.read(limit + 1)
+    return data[:limit], len(data) > limit
