@@ -1,0 +1,188 @@
+"""The admin API client used by the CLI and the TUI to talk to a running share service.
+
+``ShareClient()`` finds the service from ``$FERRY_HOME/state/share-service.json`` (written by
+``ferry serve``) and the bearer token from ``$FERRY_HOME/share-admin.token``; both can be given
+explicitly. All methods are async and raise :class:`backend.errors.ShareError` with the
+service's one-line message. ``local_file_source`` and ``sftp_source`` turn a local file or a
+remote SFTP file into the byte-chunk iterator ``create`` uploads (no plaintext on local disk
+for SFTP sources: chunks go straight from the SFTP session into the HTTP body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from backend.errors import ShareError
+
+CHUNK = 512 * 1024
+
+
+def local_file_source(path: Path, chunk: int = CHUNK) -> AsyncIterator[bytes]:
+    """Read a local file in chunks (reads run in a thread so the loop stays free)."""
+
+    async def gen() -> AsyncIterator[bytes]:
+        fh = await asyncio.to_thread(open, path, "rb")
+        try:
+            while True:
+                data = await asyncio.to_thread(fh.read, chunk)
+                if not data:
+                    return
+                yield data
+        finally:
+            fh.close()
+
+    return gen()
+
+
+async def sftp_source(sftp: Any, path: str, chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
+    """Stream a remote file from an open asyncssh SFTP client, chunk by chunk."""
+    async with sftp.open(path, "rb") as fh:
+        while True:
+            data = await fh.read(chunk)
+            if not data:
+                return
+            yield data
+
+
+class ShareClient:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        cafile: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        if url is None:
+            url, info_cafile = _read_info()
+            cafile = cafile or info_cafile
+        if token is None:
+            token = _read_token()
+        self.url = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._ssl: ssl.SSLContext | bool = True
+        if cafile:
+            ctx = ssl.create_default_context()
+            ctx.load_verify_locations(cafile)
+            self._ssl = ctx
+        self._timeout = timeout
+
+    def _session(self, total: float | None = None) -> aiohttp.ClientSession:
+        timeout = aiohttp.ClientTimeout(total=total, sock_connect=10, sock_read=self._timeout)
+        return aiohttp.ClientSession(headers=self._headers, timeout=timeout)
+
+    async def _call(self, method: str, path: str, *, json_body: Any = None,
+                    params: dict[str, str] | None = None) -> Any:
+        try:
+            async with self._session() as session, session.request(
+                method, self.url + path, json=json_body, params=params, ssl=self._ssl
+            ) as resp:
+                return await _result(resp)
+        except aiohttp.ClientError as exc:
+            raise ShareError(
+                f"cannot reach the share service at {self.url}: {exc}",
+                hint="is 'ferry serve' running?",
+            ) from None
+
+    # -- API --------------------------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        return await self._call("GET", "/api/health")
+
+    async def create(self, source: AsyncIterator[bytes], *, send_links: bool = False,
+                     **options: Any) -> dict[str, Any]:
+        """Upload ``source`` as a new share. ``options`` as for ``ShareService.validate``
+        (``expires`` as a duration string such as ``"3d"``). Caps are checked first."""
+        await self._call("POST", "/api/shares/validate", json_body=options)
+        header = base64.urlsafe_b64encode(
+            json.dumps({**options, "send_links": send_links}).encode()
+        ).decode().rstrip("=")
+        try:
+            async with self._session() as session, session.post(
+                self.url + "/api/shares", data=source, ssl=self._ssl,
+                headers={"Ferry-Share-Options": header,
+                         "Content-Type": "application/octet-stream"},
+            ) as resp:
+                return await _result(resp)
+        except aiohttp.ClientError as exc:
+            raise ShareError(f"upload to the share service failed: {exc}") from None
+
+    async def list(self) -> list[dict[str, Any]]:
+        return await self._call("GET", "/api/shares")
+
+    async def show(self, share_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/api/shares/{_id(share_id)}")
+
+    async def revoke(self, share_id: str, actor: str = "") -> dict[str, Any]:
+        return await self._call("POST", f"/api/shares/{_id(share_id)}/revoke",
+                                json_body={"actor": actor})
+
+    async def extend(self, share_id: str, expires: str, actor: str = "") -> dict[str, Any]:
+        return await self._call("POST", f"/api/shares/{_id(share_id)}/extend",
+                                json_body={"expires": expires, "actor": actor})
+
+    async def add_recipient(self, share_id: str, email: str, actor: str = "") -> dict[str, Any]:
+        return await self._call("POST", f"/api/shares/{_id(share_id)}/recipients",
+                                json_body={"email": email, "actor": actor})
+
+    async def purge(self) -> list[str]:
+        return (await self._call("POST", "/api/purge"))["purged"]
+
+    async def events(self, since: int = 0, wait: float = 0) -> list[dict[str, Any]]:
+        return await self._call("GET", "/api/events",
+                                params={"since": str(since), "wait": str(wait)})
+
+    async def watch(self, since: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Share events as they happen (downloads, failed passwords, purges...), forever."""
+        while True:
+            for event in await self.events(since, wait=30):
+                since = max(since, int(event["id"]))
+                yield event
+
+
+def _id(share_id: str) -> str:
+    if not share_id.isalnum():
+        raise ShareError(f"invalid share id {share_id!r}", hint="see 'ferry share list'")
+    return share_id
+
+
+async def _result(resp: aiohttp.ClientResponse) -> Any:
+    try:
+        data = await resp.json(content_type=None)
+    except (ValueError, aiohttp.ContentTypeError):
+        data = None
+    if resp.status >= 400:
+        if isinstance(data, dict) and "error" in data:
+            raise ShareError(str(data["error"]), hint=data.get("hint"))
+        raise ShareError(f"share service answered HTTP {resp.status}")
+    return data
+
+
+def _read_info() -> tuple[str, str | None]:
+    from backend.shares.server import service_info_file
+
+    path = service_info_file()
+    try:
+        data = json.loads(path.read_text())
+        return str(data["url"]), data.get("cafile")
+    except (OSError, ValueError, KeyError):
+        raise ShareError(
+            "the share service is not running", hint="start it with 'ferry serve'"
+        ) from None
+
+
+def _read_token() -> str:
+    from backend.shares.server import admin_token_file
+
+    try:
+        return admin_token_file().read_text(encoding="utf-8").strip()
+    except OSError:
+        raise ShareError(
+            "no share admin token found", hint="start the service once with 'ferry serve'"
+        ) from None
