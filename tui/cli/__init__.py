@@ -22,6 +22,7 @@ COMMAND_MODULES: list[str] = [
     "tui.cli.audit_cmd",
     "tui.cli.remote_cmd",
     "tui.cli.demo_cmd",
+    "tui.cli.sites_cmd",
 ]
 
 
