@@ -48,6 +48,7 @@ class ImportResult:
 class _Block:
     patterns: list[str] | None  # None: a Match block, which never applies
     options: list[tuple[str, list[str], str]] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # lines of this block that were ignored
 
 
 class _Unsupported(Exception):
@@ -78,9 +79,11 @@ class _Parser:
             where = f"{path}:{number}"
             if len(line) > MAX_LINE_CHARS:
                 self.skip(where, f"line longer than {MAX_LINE_CHARS} characters ignored")
+                block.unreadable.append(where)
                 continue
             if "\x00" in line:
                 self.skip(where, "line contains a NUL byte; ignored")
+                block.unreadable.append(where)
                 continue
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):
@@ -88,12 +91,14 @@ class _Parser:
             match = _KEYWORD_RE.match(stripped)
             if not match:
                 self.skip(where, "not a 'Keyword value' line; ignored")
+                block.unreadable.append(where)
                 continue
             keyword, rest = match.group(1).lower(), match.group(2)
             try:
                 args = _split_args(rest)
             except ValueError:
                 self.skip(where, "unbalanced quotes; line ignored")
+                block.unreadable.append(where)
                 continue
             if keyword == "host":
                 block = _Block(self._host_patterns(args, where))
@@ -227,11 +232,15 @@ class _Resolver:
         self.home = str(Path.home())
 
     def options(self, alias: str) -> dict[str, list[str]]:
+        """Settings for ``alias``; raises _Unsupported if a block that applies had a bad line."""
         opts: dict[str, list[str]] = {}
         identity: list[str] = []
         for block in self.parser.blocks:
             if not _matches(block.patterns, alias):
                 continue
+            if block.unreadable:
+                first = block.unreadable[0]
+                raise _Unsupported(f"its settings include an unreadable line ({first})")
             for keyword, args, _where in block.options:
                 if keyword == "identityfile":
                     identity.extend(args[:1])
