@@ -20,6 +20,7 @@ from backend.errors import EXIT_INTERRUPTED, FerryError, UsageError
 # One module per command group; each adds its sub-commands to the parser.
 COMMAND_MODULES: list[str] = [
     "tui.cli.audit_cmd",
+    "tui.cli.crypto_cmd",
     "tui.cli.remote_cmd",
     "tui.cli.demo_cmd",
     "tui.cli.sites_cmd",
