@@ -397,14 +397,16 @@ async def fetch_host_key(
             if lookup is None:
                 raise ConfigError(f"site {site.name}: jump host {site.jump} cannot be resolved")
             tunnel = await connect(lookup(site.jump), lookup=lookup, timeout=timeout)
-        key = await asyncssh.get_server_host_key(
-            site.host,
-            site.port,
-            tunnel=tunnel or (),
-            config=None,
-            server_host_key_algs=host_key_algs([]),
-            connect_timeout=timeout,
-            **algorithm_options(site.cipher_profile),
+        key = await asyncio.wait_for(
+            asyncssh.get_server_host_key(
+                site.host,
+                site.port,
+                tunnel=tunnel or (),
+                config=None,
+                server_host_key_algs=host_key_algs([]),
+                kex_algs=algorithm_options(site.cipher_profile)["kex_algs"],
+            ),
+            timeout,
         )
     except FerryError:
         raise
