@@ -1,0 +1,1 @@
+"""Case layouts (inbox/outbox/archive, study input/output) and, later, case workflows."""
