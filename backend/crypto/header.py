@@ -33,7 +33,7 @@ KEY_CHECK_SIZE = 16
 SCRYPT_SALT_SIZE = 16
 MAX_NAME_BYTES = 255
 MAX_HEADER_LEN = 1024
-"""Upper bound a reader accepts for the Ferry header (the largest valid one is 318 bytes)."""
+"""Upper bound a reader accepts for the Ferry header (the largest valid one is 312 bytes)."""
 
 SOURCE_PASSPHRASE = 1
 SOURCE_KEY = 2
