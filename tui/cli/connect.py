@@ -12,36 +12,20 @@ from collections.abc import AsyncIterator
 
 import asyncssh
 
-from backend import ssh
-from backend.errors import AuthError
+from backend import credentials, ssh
 from backend.hostkeys import PresentedKey, TrustDecision
-from backend.sites.model import Site, secret_name
+from backend.sites.model import Site
 from backend.sites.store import SiteStore
 from tui.cli.output import ask_choice, info, is_interactive
 
 
 def credentials_for(site: Site) -> ssh.Credentials:
     """The secrets ``site`` needs, from the vault (unlocked only if something is needed)."""
-    needs_password = site.auth == "password"
-    needs_passphrase = bool(site.key_file) and ssh.key_needs_passphrase(site.key_file)
-    if not (needs_password or needs_passphrase):
+    if not credentials.needs_vault(site):
         return ssh.Credentials()
     from tui.cli.vault_cli import unlock_vault
 
-    vault = unlock_vault()
-    if vault is None:
-        what = "password" if needs_password else "key passphrase"
-        flag = "--password-stdin" if needs_password else "--key-passphrase-stdin"
-        raise AuthError(
-            f"site {site.name} needs a {what} but no vault exists",
-            hint=f"ferry sites edit {site.name} {flag}",
-        )
-    return ssh.Credentials(
-        password=vault.get(secret_name(site.name, "password")) if needs_password else None,
-        key_passphrase=(
-            vault.get(secret_name(site.name, "passphrase")) if needs_passphrase else None
-        ),
-    )
+    return credentials.from_vault(site, unlock_vault())
 
 
 async def ask_host_key(site_name: str, key: PresentedKey) -> TrustDecision:

@@ -1,0 +1,269 @@
+"""The Ferry terminal app: the App object only (screens, dialogs and widgets live elsewhere).
+
+Owns what lives as long as the session: the site store, the unlocked vault (cached after one
+passphrase prompt), the transfer engine (its tasks belong to the App so they survive screen
+changes), themes, the user keymap, and :meth:`FerryApp.connect_site`, the TUI face of
+:func:`backend.ssh.connect`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, ClassVar
+
+import asyncssh
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+
+from backend import credentials, paths, ssh
+from backend.errors import (
+    ConfigError,
+    FerryError,
+    HostKeyChangedError,
+)
+from backend.hostkeys import PresentedKey, TrustDecision
+from backend.sites.model import Site
+from backend.sites.store import SiteStore
+from backend.vault import MIN_PASSPHRASE, Vault
+from tui.commands import FerryCommands
+from tui.dialogs import ConfirmDialog, HostKeyDialog, SecretDialog, ask
+from tui.settings import DEFAULT_THEME, Settings, load_settings, save_theme
+from tui.themes import load_builtin_themes, load_user_themes
+
+log = logging.getLogger("ferry.tui")
+
+
+class FerryApp(App[None]):
+    """Ferry. ``FerryApp()`` opens on the Sites screen; ``start_site`` opens its browser."""
+
+    TITLE = "Ferry"
+    CSS_PATH = "app.tcss"
+    COMMANDS: ClassVar[set[Any]] = App.COMMANDS | {FerryCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f1,question_mark", "help", "Help", id="ferry.help"),
+        Binding("ctrl+p", "command_palette", "Palette", id="ferry.palette", priority=True),
+        Binding("f9", "change_theme", "Theme", id="ferry.theme"),
+        Binding("f10,q", "quit", "Quit", id="ferry.quit"),
+    ]
+
+    def __init__(self, *, start_site: str | None = None, demo: object | None = None) -> None:
+        super().__init__()
+        self.start_site = start_site
+        self.demo = demo
+        self.store = SiteStore()
+        self.engine: Any = None
+        self.settings = Settings()
+        self._vault: Vault | None = None
+        self._settings_ok = True
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def compose(self) -> ComposeResult:
+        yield from ()
+
+    async def on_mount(self) -> None:
+        self._load_themes_and_settings()
+        from tui.screens.sites import SitesScreen
+
+        await self.push_screen(SitesScreen())
+        await self._start_engine()
+        if self.start_site:
+            self.open_browser(self.start_site)
+
+    async def on_unmount(self) -> None:
+        await self._stop_engine()
+
+    def _load_themes_and_settings(self) -> None:
+        for theme in load_builtin_themes():
+            self.register_theme(theme)
+        problems: list[str] = []
+        user_themes, theme_problems = load_user_themes()
+        for theme in user_themes:
+            self.register_theme(theme)
+        problems += theme_problems
+        try:
+            self.settings = load_settings()
+        except ConfigError as exc:
+            self._settings_ok = False
+            problems.append(exc.message)
+        if self.settings.theme in self.available_themes:
+            self.theme = self.settings.theme
+        else:
+            problems.append(
+                f"theme {self.settings.theme!r} is not available; using {DEFAULT_THEME}"
+            )
+            self.theme = DEFAULT_THEME
+        if self.settings.keymap:
+            self.set_keymap(self.settings.keymap)
+        if problems:
+            self.notify(
+                "; ".join(problems), title="Settings", severity="warning", timeout=12
+            )
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+
+    def _remember_theme(self, theme: Any) -> None:
+        if not self._settings_ok or theme.name == self.settings.theme:
+            return
+        self.settings.theme = theme.name
+        try:
+            save_theme(theme.name)
+        except (ConfigError, OSError) as exc:
+            self.notify(f"could not save the theme: {exc}", severity="warning")
+
+    async def _start_engine(self) -> None:
+        try:
+            from backend.transfers import TransferEngine  # type: ignore[attr-defined]
+        except ImportError:
+            log.info("transfer engine not available")
+            return
+        self.engine = TransferEngine(self.connect_site)
+        try:
+            await self.engine.start()
+        except FerryError as exc:
+            self.notify(str(exc), title="Transfers", severity="error")
+            self.engine = None
+
+    async def _stop_engine(self) -> None:
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            with contextlib.suppress(Exception):
+                await engine.stop()
+
+    # ------------------------------------------------------------------ navigation
+
+    def open_browser(self, site_name: str | None) -> None:
+        """Open the dual-pane browser, on ``site_name`` (or local only)."""
+        from tui.screens.browser import BrowserScreen  # part B's screen, imported lazily
+
+        self.push_screen(BrowserScreen(site_name))
+
+    def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def running_transfers(self) -> int:
+        """How many transfers are queued or running (0 without an engine)."""
+        engine = self.engine
+        if engine is None:
+            return 0
+        for name in ("active_count", "running_count", "pending_count"):
+            attr = getattr(engine, name, None)
+            if attr is not None:
+                with contextlib.suppress(Exception):
+                    return int(attr() if callable(attr) else attr)
+        return 0
+
+    async def action_quit(self) -> None:
+        running = self.running_transfers()
+        if running:
+            confirmed = await ask(
+                self,
+                ConfirmDialog(
+                    "Quit Ferry?",
+                    [
+                        f"{running} transfer(s) are still running or queued.",
+                        "Quitting stops them; they resume from where they stopped "
+                        "the next time Ferry starts.",
+                    ],
+                    danger=True,
+                    confirm_label="Quit",
+                ),
+            )
+            if not confirmed:
+                return
+        self.exit()
+
+    # ------------------------------------------------------------------ connecting
+
+    async def connect_site(self, name: str) -> tuple[Site, asyncssh.SSHClientConnection]:
+        """Connect to a saved site, asking (in dialogs) for what is needed.
+
+        Unlocks the vault with a masked passphrase dialog when the site (or a jump host) needs
+        a password or key passphrase; asks about unknown host keys and pins accepted ones;
+        shows a changed host key as a security warning. Any :class:`FerryError` is shown as a
+        one-line notification and re-raised.
+        """
+        try:
+            site = self.store.get(name)
+            hops = credentials.chain(site, self.store.get)
+            vault: Vault | None = None
+            if any(credentials.needs_vault(s) for s in hops):
+                vault = await self.unlock_vault()
+            try:
+                conn = await ssh.connect(
+                    site,
+                    credentials=credentials.from_vault(site, vault),
+                    prompt=self._ask_host_key,
+                    pin=self._pin,
+                    lookup=self.store.get,
+                    jump_credentials=lambda s: credentials.from_vault(s, vault),
+                )
+            except HostKeyChangedError as exc:
+                await ask(
+                    self,
+                    HostKeyDialog(
+                        site.name,
+                        PresentedKey(key_type="", fingerprint=exc.new_fingerprint, line=""),
+                        changed=True,
+                        old_fingerprints=exc.old_fingerprints,
+                    ),
+                )
+                raise
+            self.store.record_connected(site.name)
+            return site, conn
+        except FerryError as exc:
+            self.notify(exc.message, title="Connect", severity="error", timeout=10)
+            raise
+
+    def _pin(self, site_name: str, key_line: str) -> None:
+        self.store.pin_host_key(site_name, key_line)
+
+    async def _ask_host_key(self, site_name: str, key: PresentedKey) -> TrustDecision:
+        return await ask(self, HostKeyDialog(site_name, key))
+
+    async def unlock_vault(self, create: bool = False) -> Vault | None:
+        """The session's vault: from FERRY_VAULT_PASSPHRASE_FILE or a masked dialog, once.
+
+        Returns ``None`` when no vault exists and ``create`` is False. With ``create`` a new
+        vault is made after the passphrase is typed twice. Raises VaultError / CancelledByUser.
+        """
+        from backend.errors import CancelledByUser, VaultError
+        from tui.cli.vault_cli import open_vault_unattended
+
+        if self._vault is not None:
+            return self._vault
+        path = paths.vault_file()
+        if not Vault.exists(path):
+            if not create:
+                return None
+            first = await ask(
+                self,
+                SecretDialog(
+                    f"New vault master passphrase (at least {MIN_PASSPHRASE} characters)",
+                    validator=_long_enough,
+                ),
+            )
+            if first is None:
+                raise CancelledByUser("vault not created; nothing was saved")
+            second = await ask(self, SecretDialog("New vault master passphrase (again)"))
+            if second != first:
+                raise VaultError("the two passphrases differ; nothing was saved")
+            self._vault = Vault.create(path, first)
+            return self._vault
+        vault = open_vault_unattended()
+        if vault is None:
+            passphrase = await ask(self, SecretDialog("Vault master passphrase"))
+            if passphrase is None:
+                raise CancelledByUser("vault stays locked; not connected")
+            vault = Vault.open(path, passphrase)
+        self._vault = vault
+        return vault
+
+
+def _long_enough(value: str) -> str | None:
+    if len(value) < MIN_PASSPHRASE:
+        return f"at least {MIN_PASSPHRASE} characters"
+    return None

@@ -1,0 +1,46 @@
+"""The command palette (ctrl+p): every action of the current screen and the app.
+
+Built from the live bindings (``Screen.active_bindings``: the focused widget's, the screen's
+and the app's), so it always matches what the keys do, including user remaps; each entry shows
+the key it is bound to.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+
+class FerryCommands(Provider):
+    """One palette entry per binding that has a description."""
+
+    def _commands(self) -> list[tuple[str, str, object]]:
+        seen: set[tuple[str, str]] = set()
+        out: list[tuple[str, str, object]] = []
+        for key, active in self.screen.active_bindings.items():
+            binding = active.binding
+            if not binding.description or not active.enabled:
+                continue
+            if binding.action in {"command_palette", "app.command_palette"}:
+                continue
+            ident = (binding.action, binding.description)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            shown_key = self.app.get_key_display(binding) if key else ""
+            help_text = f"{shown_key}  ({binding.id})" if binding.id else shown_key
+            callback = partial(self.app.run_action, binding.action, active.node)
+            out.append((binding.description, help_text, callback))
+        return sorted(out, key=lambda item: item[0].lower())
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)  # type: ignore[arg-type]
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)  # type: ignore[arg-type]
