@@ -1,0 +1,131 @@
+"""The bridge between the transfer engine (asyncio tasks) and Textual widgets.
+
+One :class:`EngineBridge` per app subscribes to ``app.engine`` once. Each engine event becomes
+a message posted to every widget that registered (the queue panel, the status-bar summary):
+``progress`` events as replaceable :class:`~tui.messages.TransferProgress`, job events as
+:class:`~tui.messages.TransferChanged`. Finished and failed jobs raise one notification, and
+callbacks registered with :meth:`EngineBridge.on_finished` (the browser's "move" deletes the
+source after a verified copy) run once per finished job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from textual.app import App
+from textual.widget import Widget
+
+from backend.transfers.model import FINISHED_STATES, JobStatus, TransferEvent
+from tui.messages import TransferChanged, TransferProgress
+
+FinishedCallback = Callable[[JobStatus | None, TransferEvent], Any]
+
+
+class EngineBridge:
+    def __init__(self, app: App[Any]) -> None:
+        self.app = app
+        self.engine: Any = None
+        self._unsubscribe: Callable[[], Any] | None = None
+        self._listeners: list[Widget] = []
+        self._finished_callbacks: dict[int, FinishedCallback] = {}
+        self._notified: set[tuple[int, str]] = set()
+        self.latest: dict[int, TransferEvent] = {}
+
+    # -- wiring ------------------------------------------------------------------------
+    def attach(self) -> Any:
+        """Subscribe to ``app.engine`` if it exists and changed; returns the engine or None."""
+        engine = getattr(self.app, "engine", None)
+        if engine is self.engine:
+            return engine
+        self.detach()
+        self.engine = engine
+        if engine is not None:
+            self._unsubscribe = engine.subscribe(self._on_event)
+        return engine
+
+    def detach(self) -> None:
+        if self._unsubscribe is not None:
+            with contextlib.suppress(Exception):
+                self._unsubscribe()
+        self._unsubscribe = None
+        self.engine = None
+
+    def register(self, widget: Widget) -> None:
+        self.attach()
+        if widget not in self._listeners:
+            self._listeners.append(widget)
+
+    def unregister(self, widget: Widget) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(widget)
+
+    def on_finished(self, job_id: int, callback: FinishedCallback) -> None:
+        self._finished_callbacks[job_id] = callback
+
+    # -- engine calls -------------------------------------------------------------------
+    def jobs(self) -> list[JobStatus]:
+        engine = self.attach()
+        if engine is None:
+            return []
+        try:
+            return list(engine.jobs())
+        except Exception:
+            return []
+
+    def status(self, job_id: int) -> JobStatus | None:
+        return next((j for j in self.jobs() if j.id == job_id), None)
+
+    async def call(self, name: str, *args: Any) -> Any:
+        """Call an engine method (sync or async) by name."""
+        engine = self.attach()
+        if engine is None:
+            raise RuntimeError("the transfer engine is not running")
+        result = getattr(engine, name)(*args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    # -- events -------------------------------------------------------------------------
+    def _on_event(self, event: TransferEvent) -> None:
+        self.latest[event.job_id] = event
+        if event.kind == "progress":
+            for widget in list(self._listeners):
+                if widget.is_attached:
+                    widget.post_message(TransferProgress(event))
+            return
+        for widget in list(self._listeners):
+            if widget.is_attached:
+                widget.post_message(TransferChanged(event))
+        if event.kind == "job" and event.state in FINISHED_STATES:
+            self._finished(event)
+
+    def _finished(self, event: TransferEvent) -> None:
+        key = (event.job_id, event.state)
+        if key in self._notified:
+            return
+        self._notified.add(key)
+        status = self.status(event.job_id)
+        label = status.label if status else f"transfer {event.job_id}"
+        if event.state == "done":
+            self.app.notify(label, title="Transfer finished", timeout=5)
+        elif event.state == "failed":
+            error = event.error or (status.error if status else None) or "failed"
+            self.app.notify(f"{label}: {error}", title="Transfer failed", severity="error",
+                            timeout=12)
+        callback = self._finished_callbacks.pop(event.job_id, None)
+        if callback is not None:
+            result = callback(status, event)
+            if inspect.isawaitable(result):
+                self.app.run_worker(result, group="transfer-finished", exclusive=False)
+
+
+def bridge_for(app: App[Any]) -> EngineBridge:
+    """The app's one bridge (created on first use)."""
+    bridge = getattr(app, "_ferry_engine_bridge", None)
+    if bridge is None:
+        bridge = EngineBridge(app)
+        app._ferry_engine_bridge = bridge  # type: ignore[attr-defined]
+    return bridge

@@ -1,0 +1,1 @@
+"""Ferry's reusable widgets: file panes, path bar, transfer queue panel and summary."""

@@ -1,0 +1,575 @@
+"""``FilePane``: one side of the browser: path bar, listing table, filter field, status line.
+
+Listings load in a worker (the table shows a loading indicator; the UI never waits on the
+network). A listing is shown with one ``clear()`` + one ``add_rows()`` of precomputed cells, so
+10,000 entries appear at once. Every name is shown as a ``Text`` built from
+:func:`backend.names.display_name`: never parsed as markup, control characters replaced.
+
+Columns adapt to the pane's width (name first; then size, case state, modified, permissions
+while the name keeps at least ``MIN_NAME`` cells). Sort by any column, filter as you type,
+hidden files toggle, multi-select.
+"""
+
+from __future__ import annotations
+
+import stat
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.events import Resize
+from textual.message import Message
+from textual.widgets import DataTable, Input, Static
+
+from backend.cases.layout import CaseMarker
+from backend.errors import FerryError
+from backend.names import display_name
+from backend.remote import RemoteEntry
+from tui.widgets.path_bar import PathBar
+from tui.widgets.sources import Source
+
+MIN_NAME = 15
+SORT_KEYS: tuple[str, ...] = ("name", "size", "mtime", "mode")
+SORT_LABELS = {"name": "name", "size": "size", "mtime": "modified", "mode": "permissions"}
+STATE_STYLES = {
+    "new": "bold green",
+    "results ready": "bold green",
+    "results": "green",
+    "processing": "yellow",
+    "outgoing": "yellow",
+    "archived": "dim",
+}
+
+
+def human_size(size: int) -> str:
+    """A size in at most 6 cells: ``999B``, ``12.4K``, ``1.2G``."""
+    value = float(size)
+    for unit in ("B", "K", "M", "G", "T", "P"):
+        if value < 1000 or unit == "P":
+            if unit == "B":
+                return f"{int(value)}B"
+            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
+        value /= 1024
+    return f"{size}B"
+
+
+def perms(entry: RemoteEntry) -> str:
+    kind = {"dir": stat.S_IFDIR, "link": stat.S_IFLNK, "file": stat.S_IFREG}.get(entry.kind, 0)
+    return stat.filemode(kind | entry.mode) if kind else "?" + stat.filemode(entry.mode)[1:]
+
+
+def modified(entry: RemoteEntry, width: int) -> str:
+    if entry.mtime is None:
+        return ""
+    fmt = "%Y-%m-%d %H:%M" if width >= 16 else "%Y-%m-%d"
+    return time.strftime(fmt, time.localtime(entry.mtime))
+
+
+def name_text(entry: RemoteEntry, marked: bool) -> Text:
+    """The name cell: literal text (never markup); folders bold with a trailing ``/``."""
+    shown = display_name(entry.name)
+    style = {"dir": "bold", "link": "italic", "other": "dim"}.get(entry.kind, "")
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if marked:
+        text.append("✔ ", style="bold reverse")
+    text.append(shown, style=style)
+    if entry.kind == "dir":
+        text.append("/", style=style)
+    elif entry.kind == "link":
+        text.append("@", style=style)
+    return text
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """Which columns are shown, with their widths (cells)."""
+
+    name: int
+    size: int = 0
+    state: int = 0
+    mtime: int = 0
+    mode: int = 0
+
+    @property
+    def keys(self) -> list[str]:
+        return [k for k in ("name", "state", "size", "mtime", "mode") if getattr(self, k)]
+
+
+def plan_columns(width: int, with_state: bool) -> ColumnSpec:
+    """Fit the optional columns into ``width`` cells (2 cells of padding per column)."""
+    wanted: list[tuple[str, int]] = [("state", 13)] if with_state else []
+    wanted += [("size", 6), ("mtime", 16), ("mode", 10)]
+    chosen: dict[str, int] = {}
+    used = 2  # the name column's padding
+    for key, w in wanted:
+        if width - used - (w + 2) >= MIN_NAME:
+            chosen[key] = w
+            used += w + 2
+        elif key == "mtime" and width - used - 12 >= MIN_NAME:
+            chosen[key] = 10
+            used += 12
+    return ColumnSpec(name=max(width - used, MIN_NAME), **chosen)
+
+
+class FileTable(DataTable[Any]):
+    """The listing table with file-manager keys (hjkl, Enter, Backspace, Space...)."""
+
+    HELP_TITLE = "Browser: file list"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", show=False, id="ferry.browser.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="ferry.browser.up"),
+        Binding(
+            "left,h,backspace", "pane_up", "Parent folder", show=False, id="ferry.browser.parent"
+        ),
+        Binding("right,l", "pane_open", "Open", show=False, id="ferry.browser.open"),
+        Binding("space", "pane_mark", "Select", show=False, id="ferry.browser.select"),
+        Binding("slash", "pane_filter", "Filter", id="ferry.browser.filter"),
+        Binding("full_stop", "pane_hidden", "Hidden files", show=False, id="ferry.browser.hidden"),
+        Binding("s", "pane_sort", "Sort", show=False, id="ferry.browser.sort"),
+        Binding("S", "pane_reverse", "Reverse sort", show=False, id="ferry.browser.reverse"),
+        Binding(
+            "asterisk", "pane_mark_all", "Select all", show=False, id="ferry.browser.select_all"
+        ),
+        Binding("tilde", "pane_home", "Initial folder", show=False, id="ferry.browser.home"),
+        Binding("ctrl+r", "pane_reload", "Reload", show=False, id="ferry.browser.reload"),
+    ]
+
+    @property
+    def pane(self) -> FilePane:
+        return self.query_ancestor(FilePane)
+
+    def action_pane_up(self) -> None:
+        self.pane.go_up()
+
+    def action_pane_open(self) -> None:
+        self.pane.open_current()
+
+    def action_pane_mark(self) -> None:
+        self.pane.toggle_mark()
+
+    def action_pane_mark_all(self) -> None:
+        self.pane.mark_all()
+
+    def action_pane_filter(self) -> None:
+        self.pane.start_filter()
+
+    def action_pane_hidden(self) -> None:
+        self.pane.toggle_hidden()
+
+    def action_pane_sort(self) -> None:
+        self.pane.cycle_sort()
+
+    def action_pane_reverse(self) -> None:
+        self.pane.reverse_sort()
+
+    def action_pane_home(self) -> None:
+        self.pane.go_home()
+
+    def action_pane_reload(self) -> None:
+        self.pane.reload()
+
+
+class FilterInput(Input):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "clear_filter", "Clear filter", id="ferry.browser.filter_clear"),
+        Binding("down", "done_filter", "To list", show=False, id="ferry.browser.filter_done"),
+    ]
+
+    def action_clear_filter(self) -> None:
+        self.query_ancestor(FilePane).end_filter(clear=True)
+
+    def action_done_filter(self) -> None:
+        self.query_ancestor(FilePane).end_filter(clear=False)
+
+
+class FilePane(Vertical):
+    """A listing of one folder of one :class:`Source`."""
+
+    DEFAULT_CSS = """
+    FilePane {
+        width: 1fr;
+        height: 1fr;
+        border: round $panel-lighten-2;
+    }
+    FilePane.-active {
+        border: round $primary;
+    }
+    FilePane FileTable {
+        height: 1fr;
+        scrollbar-size-vertical: 1;
+    }
+    FilePane FilterInput {
+        display: none;
+        height: 1;
+        border: none;
+        padding: 0 1;
+    }
+    FilePane FilterInput.-shown {
+        display: block;
+    }
+    FilePane .pane-status {
+        height: 1;
+        color: $foreground-muted;
+        padding: 0 1;
+    }
+    """
+
+    class Loaded(Message):
+        """A folder was listed and shown."""
+
+        def __init__(self, pane: FilePane, path: str, count: int) -> None:
+            super().__init__()
+            self.pane, self.path, self.count = pane, path, count
+
+    class FileOpened(Message):
+        """Enter on a file (the screen opens the viewer)."""
+
+        def __init__(self, pane: FilePane, entry: RemoteEntry) -> None:
+            super().__init__()
+            self.pane, self.entry = pane, entry
+
+    def __init__(self, source: Source | None = None, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.source = source
+        self.path = source.home if source else ""
+        self.entries: list[RemoteEntry] = []
+        self.rows: list[RemoteEntry] = []
+        self.markers: dict[str, CaseMarker] = {}
+        self.marked: set[str] = set()
+        self.rejected: list[str] = []
+        self.filter_text = ""
+        self.show_hidden = False
+        self.sort_key = "name"
+        self.sort_reverse = False
+        self.spec: ColumnSpec | None = None
+        self._row_keys: list[Any] = []
+        self._cell_cache: dict[str, tuple[Any, ...]] = {}
+        self._loaded_once = False
+        self.last_render_seconds = 0.0
+
+    # ------------------------------------------------------------------ composition
+
+    def compose(self) -> ComposeResult:
+        yield PathBar(self.source.label if self.source else "", self.path)
+        yield FileTable(cursor_type="row", zebra_stripes=False, cell_padding=1)
+        yield FilterInput(placeholder="filter (Esc clears)")
+        yield Static("", classes="pane-status")
+
+    @property
+    def table(self) -> FileTable:
+        return self.query_one(FileTable)
+
+    def on_mount(self) -> None:
+        if self.source is None:
+            self.table.loading = True
+            self.query_one(PathBar).set_location("…", "", "connecting…")
+        else:
+            self.load(self.source.home)
+
+    def set_source(self, source: Source) -> None:
+        self.source = source
+        self.load(source.home)
+
+    def set_active(self, active: bool) -> None:
+        self.set_class(active, "-active")
+        self.query_one(PathBar).set_class(active, "-active")
+
+    def focus_table(self) -> None:
+        self.table.focus()
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self, path: str, focus_name: str | None = None) -> None:
+        if self.source is None:
+            return
+        self.table.loading = True
+        self.query_one(PathBar).set_location(self.source.label, path, "loading…")
+        self._load_worker(path, focus_name)
+
+    def reload(self, focus_name: str | None = None) -> None:
+        current = self.current_entry()
+        self.load(self.path, focus_name or (current.name if current else None))
+
+    @work(exclusive=True, group="listing", exit_on_error=False)
+    async def _load_worker(self, path: str, focus_name: str | None) -> None:
+        source = self.source
+        assert source is not None
+        try:
+            listing = await source.list(path)
+            markers = await source.markers(path, listing.entries)
+        except FerryError as exc:
+            self.table.loading = False
+            self.query_one(PathBar).set_location(source.label, self.path)
+            self.notify(exc.message, title="Listing failed", severity="error", timeout=8)
+            return
+        if path != self.path:
+            self.marked.clear()
+            self.filter_text = ""
+            self.query_one(FilterInput).value = ""
+            self.query_one(FilterInput).remove_class("-shown")
+        self.path = listing.path
+        self.entries = listing.entries
+        self.markers = markers
+        self.rejected = listing.rejected
+        self.marked &= {e.name for e in listing.entries}
+        self._cell_cache.clear()
+        self.query_one(PathBar).set_location(source.label, self.path)
+        self.table.loading = False
+        self.refresh_rows(focus_name=focus_name)
+        if listing.rejected:
+            self.notify(
+                f"{len(listing.rejected)} unsafe name(s) hidden: {listing.rejected[0]}",
+                title="Listing",
+                severity="warning",
+            )
+        self.post_message(self.Loaded(self, self.path, len(self.entries)))
+
+    # ------------------------------------------------------------------ rows
+
+    def visible_entries(self) -> list[RemoteEntry]:
+        entries: Iterable[RemoteEntry] = self.entries
+        if not self.show_hidden:
+            entries = (e for e in entries if not e.name.startswith("."))
+        if self.filter_text:
+            needle = self.filter_text.lower()
+            entries = (e for e in entries if needle in e.name.lower())
+        key = self.sort_key
+        if key == "name":
+            sort_key: Any = lambda e: e.name.lower()  # noqa: E731
+        elif key == "size":
+            sort_key = lambda e: (e.size, e.name.lower())  # noqa: E731
+        elif key == "mtime":
+            sort_key = lambda e: (e.mtime or 0, e.name.lower())  # noqa: E731
+        else:
+            sort_key = lambda e: (e.mode, e.name.lower())  # noqa: E731
+        ordered = sorted(entries, key=sort_key, reverse=self.sort_reverse)
+        return [e for e in ordered if e.kind == "dir"] + [e for e in ordered if e.kind != "dir"]
+
+    def _cells(self, entry: RemoteEntry, spec: ColumnSpec) -> tuple[Any, ...]:
+        cached = self._cell_cache.get(entry.name)
+        if cached is not None:
+            return cached
+        cells: list[Any] = [name_text(entry, entry.name in self.marked)]
+        if spec.state:
+            marker = self.markers.get(entry.name)
+            cells.append(
+                Text(marker.state, style=STATE_STYLES.get(marker.state, "")) if marker else ""
+            )
+        if spec.size:
+            cells.append(Text("<DIR>" if entry.kind == "dir" else human_size(entry.size),
+                              justify="right"))
+        if spec.mtime:
+            cells.append(modified(entry, spec.mtime))
+        if spec.mode:
+            cells.append(perms(entry))
+        row = tuple(cells)
+        self._cell_cache[entry.name] = row
+        return row
+
+    def _table_width(self) -> int:
+        width = self.table.size.width or max(self.size.width - 2, 0)
+        return max(width - 1, MIN_NAME + 2)  # the vertical scrollbar
+
+    def _ensure_columns(self) -> bool:
+        spec = plan_columns(self._table_width(), bool(self.markers))
+        if spec == self.spec:
+            return False
+        self.spec = spec
+        self._cell_cache.clear()
+        table = self.table
+        table.clear(columns=True)
+        headers = {"name": "Name", "state": "State", "size": "Size", "mtime": "Modified",
+                   "mode": "Perms"}
+        for key in spec.keys:
+            label = headers[key]
+            if key == self.sort_key:
+                label += " ▼" if self.sort_reverse else " ▲"
+            table.add_column(label, key=key, width=getattr(spec, key))
+        return True
+
+    def refresh_rows(self, focus_name: str | None = None) -> None:
+        """Rebuild the table from ``entries`` (one clear + one add_rows)."""
+        started = time.perf_counter()
+        table = self.table
+        if focus_name is None and self.rows and 0 <= table.cursor_row < len(self.rows):
+            focus_name = self.rows[table.cursor_row].name
+        self.spec = None  # headers carry the sort arrow: rebuild them
+        self._ensure_columns()
+        spec = self.spec
+        assert spec is not None
+        table.clear()
+        self.rows = self.visible_entries()
+        self._row_keys = table.add_rows([self._cells(e, spec) for e in self.rows])
+        if focus_name is not None:
+            for index, entry in enumerate(self.rows):
+                if entry.name == focus_name:
+                    table.move_cursor(row=index, animate=False)
+                    break
+        self._update_status()
+        self.last_render_seconds = time.perf_counter() - started
+
+    def on_resize(self, event: Resize) -> None:
+        if self.entries and self._ensure_columns():
+            self.refresh_rows()
+
+    def _update_status(self) -> None:
+        parts = [f"{len(self.rows)}/{len(self.entries)} items"]
+        if self.marked:
+            parts.append(f"{len(self.marked)} selected")
+        if self.filter_text:
+            parts.append(f"filter: {display_name(self.filter_text)}")
+        if self.show_hidden:
+            parts.append("hidden shown")
+        arrow = "▼" if self.sort_reverse else "▲"
+        parts.append(f"sort: {SORT_LABELS[self.sort_key]} {arrow}")
+        entry = self.current_entry()
+        if entry is not None:
+            marker = self.markers.get(entry.name)
+            if marker is not None:
+                parts.append(f"{marker.state}: {marker.detail}")
+            elif entry.kind == "link" and entry.link_target:
+                parts.append(f"→ {entry.link_target}")
+        self.query_one(".pane-status", Static).update(Text(" · ".join(parts), no_wrap=True,
+                                                           overflow="ellipsis"))
+
+    @on(DataTable.RowHighlighted)
+    def _on_highlight(self, event: DataTable.RowHighlighted) -> None:
+        self._update_status()
+
+    @on(DataTable.RowSelected)
+    def _on_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.open_current()
+
+    # ------------------------------------------------------------------ queries
+
+    def current_entry(self) -> RemoteEntry | None:
+        if not self.rows:
+            return None
+        row = self.table.cursor_row
+        return self.rows[row] if 0 <= row < len(self.rows) else None
+
+    def chosen(self) -> list[RemoteEntry]:
+        """The selected entries, or the one under the cursor when none is selected."""
+        if self.marked:
+            return [e for e in self.entries if e.name in self.marked]
+        entry = self.current_entry()
+        return [entry] if entry is not None else []
+
+    def path_of(self, entry: RemoteEntry) -> str:
+        assert self.source is not None
+        return self.source.join(self.path, entry.name)
+
+    # ------------------------------------------------------------------ actions
+
+    def open_current(self) -> None:
+        entry = self.current_entry()
+        if entry is None or self.source is None:
+            return
+        if entry.kind == "dir":
+            self.load(self.path_of(entry))
+        elif entry.kind == "link":
+            self.notify(
+                "symbolic links are not followed; open the target's folder instead",
+                severity="warning",
+            )
+        else:
+            self.post_message(self.FileOpened(self, entry))
+
+    def go_up(self) -> None:
+        if self.source is None:
+            return
+        parent = self.source.parent(self.path)
+        if parent != self.path:
+            child = self.path.rstrip("/").rsplit("/", 1)[-1]
+            self.load(parent, focus_name=child)
+
+    def go_home(self) -> None:
+        if self.source is not None:
+            self.load(self.source.home)
+
+    def toggle_mark(self) -> None:
+        entry = self.current_entry()
+        if entry is None:
+            return
+        if entry.name in self.marked:
+            self.marked.discard(entry.name)
+        else:
+            self.marked.add(entry.name)
+        self._cell_cache.pop(entry.name, None)
+        row = self.table.cursor_row
+        self.table.update_cell(
+            self._row_keys[row], "name", name_text(entry, entry.name in self.marked)
+        )
+        if row + 1 < len(self.rows):
+            self.table.move_cursor(row=row + 1)
+        self._update_status()
+
+    def mark_all(self) -> None:
+        names = {e.name for e in self.rows}
+        self.marked = set() if names <= self.marked else names
+        self._cell_cache.clear()
+        self.refresh_rows()
+
+    def toggle_hidden(self) -> None:
+        self.show_hidden = not self.show_hidden
+        self.refresh_rows()
+
+    def cycle_sort(self) -> None:
+        index = SORT_KEYS.index(self.sort_key)
+        self.sort_key = SORT_KEYS[(index + 1) % len(SORT_KEYS)]
+        self.refresh_rows()
+        self.notify(f"sorted by {SORT_LABELS[self.sort_key]}", timeout=2)
+
+    def sort_by(self, key: str, reverse: bool | None = None) -> None:
+        if key == self.sort_key and reverse is None:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_key = key
+            self.sort_reverse = bool(reverse)
+        self.refresh_rows()
+
+    def reverse_sort(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self.refresh_rows()
+
+    @on(DataTable.HeaderSelected)
+    def _on_header(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        key = str(event.column_key.value)
+        self.sort_by("name" if key == "state" else key)
+
+    def start_filter(self) -> None:
+        field = self.query_one(FilterInput)
+        field.add_class("-shown")
+        field.focus()
+
+    def end_filter(self, *, clear: bool) -> None:
+        field = self.query_one(FilterInput)
+        if clear:
+            field.value = ""
+            self.filter_text = ""
+            field.remove_class("-shown")
+            self.refresh_rows()
+        elif not field.value:
+            field.remove_class("-shown")
+        self.table.focus()
+
+    @on(Input.Changed)
+    def _on_filter_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        if event.value != self.filter_text:
+            self.filter_text = event.value
+            self.refresh_rows()
+
+    @on(Input.Submitted)
+    def _on_filter_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.end_filter(clear=False)

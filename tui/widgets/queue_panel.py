@@ -1,0 +1,333 @@
+"""The transfer queue as the TUI shows it: ``QueuePanel`` (one row per job) and ``QueueSummary``.
+
+Both register with the app's :class:`~tui.engine_bridge.EngineBridge`. Progress messages only
+update a model (the newest event per job); a timer redraws at most ``REDRAW_HZ`` times a
+second, so a transfer at full speed never floods the screen. The panel's keys pause / resume,
+cancel, retry and reorder the selected job; a failed job's full error shows under the table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import humanize
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from backend.errors import FerryError
+from backend.names import display_name
+from backend.transfers.model import JobStatus, TransferEvent
+from tui.engine_bridge import bridge_for
+from tui.messages import TransferChanged, TransferProgress
+
+REDRAW_HZ = 10
+BAR_WIDTH = 12
+STATE_STYLES = {
+    "running": "bold",
+    "queued": "",
+    "paused": "yellow",
+    "done": "green",
+    "failed": "bold red",
+    "cancelled": "dim",
+}
+
+
+def size_text(n: int) -> str:
+    return humanize.naturalsize(n, binary=True, format="%.1f")
+
+
+def speed_text(speed: float) -> str:
+    return f"{size_text(int(speed))}/s" if speed > 0 else ""
+
+
+def eta_text(eta: float | None, state: str) -> str:
+    if state != "running" or eta is None:
+        return ""
+    if eta < 60:
+        return f"{int(eta)}s"
+    return humanize.naturaldelta(dt.timedelta(seconds=eta))
+
+
+def bar(done: int, total: int, width: int = BAR_WIDTH) -> Text:
+    """``█████░░░░░ 48%`` as plain Text (no markup)."""
+    frac = min(done / total, 1.0) if total > 0 else 0.0
+    filled = round(frac * width)
+    text = Text(no_wrap=True)
+    text.append("█" * filled, style="bold")
+    text.append("░" * (width - filled), style="dim")
+    text.append(f" {int(frac * 100):3d}%")
+    return text
+
+
+def merge(status: JobStatus, event: TransferEvent | None) -> JobStatus:
+    """A job's status with the newest live figures from the engine's events."""
+    if event is None:
+        return status
+    changes: dict[str, Any] = {}
+    if event.kind == "progress" and status.state not in ("done", "failed", "cancelled"):
+        changes = {
+            "bytes_done": max(event.bytes_done, status.bytes_done),
+            "bytes_total": event.bytes_total or status.bytes_total,
+            "speed": event.speed,
+            "eta": event.eta,
+        }
+    return replace(status, **changes) if changes else status
+
+
+class QueueModel:
+    """Jobs from the engine plus the newest progress event of each (no I/O on redraw)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[JobStatus] = []
+        self.events: dict[int, TransferEvent] = {}
+        self.dirty = True
+        self.stale = True  # the job list itself must be re-read from the engine
+
+    def rows(self) -> list[JobStatus]:
+        return [merge(j, self.events.get(j.id)) for j in self.jobs]
+
+    def totals(self) -> dict[str, Any]:
+        rows = self.rows()
+        active = [r for r in rows if r.state in ("running", "queued", "paused")]
+        return {
+            "jobs": len(rows),
+            "running": sum(r.state == "running" for r in rows),
+            "queued": sum(r.state == "queued" for r in rows),
+            "paused": sum(r.state == "paused" for r in rows),
+            "failed": sum(r.state == "failed" for r in rows),
+            "done": sum(r.state == "done" for r in rows),
+            "bytes_done": sum(r.bytes_done for r in active),
+            "bytes_total": sum(r.bytes_total for r in active),
+            "speed": sum(r.speed for r in rows if r.state == "running"),
+        }
+
+
+class _QueueListener:
+    """Shared wiring: register with the bridge, keep a model, redraw on a timer."""
+
+    model: QueueModel
+
+    def _listen(self: Any) -> None:
+        self.model = QueueModel()
+        bridge_for(self.app).register(self)
+        self.set_interval(1 / REDRAW_HZ, self._tick)
+
+    def _unlisten(self: Any) -> None:
+        bridge_for(self.app).unregister(self)
+
+    def _tick(self: Any) -> None:
+        model: QueueModel = self.model
+        if model.stale:
+            model.jobs = bridge_for(self.app).jobs()
+            model.stale = False
+            model.dirty = True
+        if model.dirty:
+            model.dirty = False
+            self.redraw()
+
+    def _progress(self: Any, message: TransferProgress) -> None:
+        self.model.events[message.job_id] = message.event
+        self.model.dirty = True
+
+    def _changed(self: Any, message: TransferChanged) -> None:
+        if message.event is not None:
+            self.model.events.pop(message.event.job_id, None)
+        self.model.stale = True
+
+
+class QueueSummary(_QueueListener, Static):
+    """One line for the status bar: ``⇅ 1 running · 2 queued · 48% · 12.0 MiB/s``."""
+
+    DEFAULT_CSS = """
+    QueueSummary {
+        width: auto;
+        height: 1;
+        padding: 0 1;
+    }
+    """
+
+    def on_mount(self) -> None:
+        self._listen()
+        self.redraw()
+
+    def on_unmount(self) -> None:
+        self._unlisten()
+
+    def summary_text(self) -> str:
+        if bridge_for(self.app).attach() is None:
+            return "transfers: off"
+        t = self.model.totals()
+        if not t["jobs"]:
+            return "⇅ no transfers"
+        parts = []
+        for key in ("running", "queued", "paused", "failed"):
+            if t[key]:
+                parts.append(f"{t[key]} {key}")
+        if not parts:
+            parts.append(f"{t['done']} done")
+        if t["bytes_total"]:
+            parts.append(f"{int(100 * t['bytes_done'] / t['bytes_total'])}%")
+        if t["speed"]:
+            parts.append(speed_text(t["speed"]))
+        return "⇅ " + " · ".join(parts)
+
+    def redraw(self) -> None:
+        self.update(Text(self.summary_text(), no_wrap=True))
+
+    on_transfer_progress = _QueueListener._progress
+    on_transfer_changed = _QueueListener._changed
+
+
+class QueueTable(DataTable[Any]):
+    HELP_TITLE = "Transfer queue"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "queue('toggle')", "Pause/resume", id="ferry.queue.pause"),
+        Binding("x,delete", "queue('cancel')", "Cancel transfer", id="ferry.queue.cancel"),
+        Binding("r", "queue('retry')", "Retry", id="ferry.queue.retry"),
+        Binding("K,shift+up", "queue('up')", "Move up", id="ferry.queue.move_up"),
+        Binding("J,shift+down", "queue('down')", "Move down", id="ferry.queue.move_down"),
+        Binding("j", "cursor_down", "Down", show=False, id="ferry.queue.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="ferry.queue.up"),
+    ]
+
+    async def action_queue(self, what: str) -> None:
+        await self.query_ancestor(QueuePanel).act(what)
+
+
+class QueuePanel(_QueueListener, Vertical):
+    """Every transfer of this session: progress, bytes, speed, ETA, state; totals below."""
+
+    DEFAULT_CSS = """
+    QueuePanel {
+        height: 12;
+        border: round $primary;
+        border-title-align: left;
+    }
+    QueuePanel QueueTable {
+        height: 1fr;
+    }
+    QueuePanel .queue-detail {
+        height: auto;
+        max-height: 3;
+        color: $error;
+        padding: 0 1;
+    }
+    QueuePanel .queue-totals {
+        height: 1;
+        color: $foreground-muted;
+        padding: 0 1;
+    }
+    """
+
+    COLUMNS: ClassVar[list[tuple[str, str, int]]] = [
+        ("name", "Transfer", 22),
+        ("dir", "Dir", 4),
+        ("progress", "Progress", BAR_WIDTH + 5),
+        ("bytes", "Bytes", 21),
+        ("speed", "Speed", 11),
+        ("eta", "ETA", 10),
+        ("state", "State", 9),
+    ]
+
+    def compose(self) -> ComposeResult:
+        table = QueueTable(cursor_type="row")
+        for key, label, width in self.COLUMNS:
+            table.add_column(label, key=key, width=width)
+        yield table
+        yield Static("", classes="queue-detail")
+        yield Static("", classes="queue-totals")
+
+    def on_mount(self) -> None:
+        self.border_title = "Transfers"
+        self._listen()
+        self.redraw()
+
+    def on_unmount(self) -> None:
+        self._unlisten()
+
+    on_transfer_progress = _QueueListener._progress
+    on_transfer_changed = _QueueListener._changed
+
+    @property
+    def table(self) -> QueueTable:
+        return self.query_one(QueueTable)
+
+    def selected(self) -> JobStatus | None:
+        rows = self.model.rows()
+        row = self.table.cursor_row
+        return rows[row] if 0 <= row < len(rows) else None
+
+    def redraw(self) -> None:
+        table = self.table
+        rows = self.model.rows()
+        cursor = table.cursor_row
+        table.clear()
+        table.add_rows([self._cells(r) for r in rows])
+        if rows:
+            table.move_cursor(row=min(max(cursor, 0), len(rows) - 1), animate=False)
+        self._update_detail()
+        t = self.model.totals()
+        text = (
+            f"{t['jobs']} transfers · {t['running']} running · {t['queued']} queued · "
+            f"{t['failed']} failed · {size_text(t['bytes_done'])} of "
+            f"{size_text(t['bytes_total'])} left to move"
+            if t["bytes_total"]
+            else f"{t['jobs']} transfers · {t['done']} done · {t['failed']} failed"
+        )
+        if t["speed"]:
+            text += f" · {speed_text(t['speed'])}"
+        self.query_one(".queue-totals", Static).update(Text(text, no_wrap=True))
+
+    def _cells(self, job: JobStatus) -> tuple[Any, ...]:
+        total = job.bytes_total
+        return (
+            Text(display_name(job.label), no_wrap=True, overflow="ellipsis"),
+            "get" if job.direction == "get" else "put",
+            bar(job.bytes_done if job.state != "done" else total, total),
+            f"{size_text(job.bytes_done)}/{size_text(total)}",
+            speed_text(job.speed) if job.state == "running" else "",
+            eta_text(job.eta, job.state),
+            Text(job.state, style=STATE_STYLES.get(job.state, "")),
+        )
+
+    def _update_detail(self) -> None:
+        job = self.selected()
+        detail = ""
+        if job is not None and job.state == "failed":
+            detail = f"error: {display_name(job.error or 'failed (no reason given)')}"
+        self.query_one(".queue-detail", Static).update(Text(detail))
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._update_detail()
+
+    async def act(self, what: str) -> None:
+        job = self.selected()
+        if job is None:
+            return
+        bridge = bridge_for(self.app)
+        try:
+            if what == "toggle":
+                if job.state == "paused":
+                    await bridge.call("resume", job.id)
+                elif job.state in ("running", "queued"):
+                    await bridge.call("pause", job.id)
+                else:
+                    self.notify(f"a {job.state} transfer cannot be paused", severity="warning")
+            elif what == "cancel":
+                await bridge.call("cancel", job.id)
+            elif what == "retry":
+                await bridge.call("retry", job.id)
+            elif what in ("up", "down"):
+                await bridge.call("move", job.id, -1 if what == "up" else 1)
+                row = self.table.cursor_row + (-1 if what == "up" else 1)
+                self.table.move_cursor(row=max(row, 0))
+        except (FerryError, RuntimeError) as exc:
+            self.notify(str(exc), title="Transfers", severity="error")
+        self.model.stale = True
