@@ -1,0 +1,120 @@
+"""The case list the TUI's case view and ``ferry case list`` show: server state + case store.
+
+:func:`list_cases` does a handful of listings (the site root, and input+output or
+inbox+outbox; never a walk) and merges them with the store's rows, so a case appears once with
+its state: ``sent`` (uploaded, still waiting in the outbox), ``processing`` (uploaded, no
+results yet), ``results ready`` (results on the server, not downloaded), ``downloaded``
+(verified local copy; ``report_path`` names its text report) or ``archived``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import asyncssh
+
+from backend import remote
+from backend.cases import presets
+from backend.cases.folders import case_folders
+from backend.cases.store import (
+    ARCHIVED,
+    DOWNLOADED,
+    PROCESSING,
+    READY,
+    SENT,
+    CaseRecord,
+    CaseStore,
+)
+from backend.cases.watch import case_id_of
+from backend.errors import RemoteNotFoundError
+from backend.names import is_safe_name
+from backend.sites.model import Site
+
+
+@dataclass
+class CaseStatus:
+    site: str
+    case_id: str
+    state: str
+    on_server: bool = False  # a result/case folder exists on the server now
+    sent_at: str | None = None
+    ready_at: str | None = None
+    downloaded_at: str | None = None
+    archived_at: str | None = None
+    source: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    remote_path: str | None = None
+    result_path: str | None = None
+    local_path: str | None = None
+    report_path: str | None = None
+    archive_path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CaseList:
+    cases: list[CaseStatus] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+async def _names(
+    sftp: asyncssh.SFTPClient, path: str, problems: list[str]
+) -> list[remote.RemoteEntry]:
+    try:
+        listing = await remote.list_dir(sftp, path, links=False)
+    except RemoteNotFoundError:
+        return []
+    problems.extend(f"{path}: skipped {r}" for r in listing.rejected)
+    return listing.entries
+
+
+def _from_record(record: CaseRecord, state: str, on_server: bool) -> CaseStatus:
+    data = {k: getattr(record, k) for k in CaseStatus.__dataclass_fields__ if hasattr(record, k)}
+    data.update(state=state, on_server=on_server)
+    return CaseStatus(**data)
+
+
+async def case_list(
+    site: Site, sftp: asyncssh.SFTPClient, store: CaseStore | None = None
+) -> CaseList:
+    """All cases of ``site`` with their state, plus display-safe problems seen on the way."""
+    store = store or CaseStore()
+    folders = await case_folders(site, sftp)
+    out = CaseList()
+    records = {r.case_id: r for r in store.list(site.name)}
+    results: set[str] = set()
+    result_area = folders.output if folders.layout == presets.STUDY_IO else folders.inbox
+    for entry in await _names(sftp, result_area, out.problems):
+        case_id = case_id_of(folders, entry)
+        if case_id is not None and is_safe_name(case_id):
+            results.add(case_id)
+    pending: set[str] = set()
+    if folders.layout == presets.STUDY_IO:
+        pending = {e.name for e in await _names(sftp, folders.input, out.problems)
+                   if e.kind == "dir"}
+    else:
+        for e in await _names(sftp, folders.outbox, out.problems):
+            pending.add(e.name[:-4] if e.name.endswith(".zip") else e.name)
+    for case_id in sorted(set(records) | results | pending):
+        record = records.get(case_id) or CaseRecord(site=site.name, case_id=case_id, state="")
+        if record.state in (DOWNLOADED, ARCHIVED):
+            state = record.state
+        elif case_id in results:
+            state = READY
+        elif folders.layout == presets.INBOX_OUTBOX and case_id in pending:
+            state = SENT
+        else:
+            state = PROCESSING
+        out.cases.append(_from_record(record, state, case_id in results))
+    return out
+
+
+async def list_cases(
+    site: Site, sftp: asyncssh.SFTPClient, store: CaseStore | None = None
+) -> list[CaseStatus]:
+    """The cases of ``site`` (see :func:`case_list` for the problems found on the way)."""
+    return (await case_list(site, sftp, store)).cases

@@ -1,0 +1,194 @@
+"""The case state store: one row per case/study per site, in SQLite under state_dir().
+
+``$FERRY_HOME/state/cases.sqlite`` (next to the transfer journal) holds, per ``(site,
+case_id)``: the state (:data:`STATES`), when it was sent / seen ready / downloaded / archived,
+the uploaded zip's SHA-256 and size, the local source, the remote and local paths, the text
+report found among the results, and the result folder's last signature. A second table keeps
+what the watcher saw at its previous poll, so the "stable across two consecutive polls" rule
+also holds across restarts and for ``ferry case watch --once`` run from cron. WAL mode and a
+busy timeout let the TUI and a headless watcher share the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from backend.errors import ConfigError
+from backend.fsutil import ensure_private_dir
+
+SENT, PROCESSING, READY, DOWNLOADED, ARCHIVED = (
+    "sent",
+    "processing",
+    "results ready",
+    "downloaded",
+    "archived",
+)
+STATES: tuple[str, ...] = (SENT, PROCESSING, READY, DOWNLOADED, ARCHIVED)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cases (
+    site          TEXT NOT NULL,
+    case_id       TEXT NOT NULL,
+    layout        TEXT NOT NULL DEFAULT '',
+    state         TEXT NOT NULL,
+    source        TEXT,
+    remote_path   TEXT,
+    sha256        TEXT,
+    size          INTEGER,
+    sent_at       TEXT,
+    ready_at      TEXT,
+    downloaded_at TEXT,
+    archived_at   TEXT,
+    archive_path  TEXT,
+    result_path   TEXT,
+    local_path    TEXT,
+    report_path   TEXT,
+    result_files  TEXT,
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (site, case_id)
+);
+CREATE TABLE IF NOT EXISTS observations (
+    site      TEXT NOT NULL,
+    case_id   TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    seen_at   TEXT NOT NULL,
+    PRIMARY KEY (site, case_id)
+);
+"""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def default_path() -> Path:
+    from backend.paths import state_dir
+
+    return state_dir() / "cases.sqlite"
+
+
+@dataclass
+class CaseRecord:
+    site: str
+    case_id: str
+    state: str
+    layout: str = ""
+    source: str | None = None
+    remote_path: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    sent_at: str | None = None
+    ready_at: str | None = None
+    downloaded_at: str | None = None
+    archived_at: str | None = None
+    archive_path: str | None = None
+    result_path: str | None = None
+    local_path: str | None = None
+    report_path: str | None = None
+    result_files: str | None = None  # JSON list of {"path", "size", "sha256"}
+    updated_at: str = ""
+
+    def files(self) -> list[dict[str, Any]]:
+        return json.loads(self.result_files) if self.result_files else []
+
+
+_COLUMNS = [f.name for f in fields(CaseRecord)]
+
+
+class CaseStore:
+    """Read and update case rows. Every method is one short transaction."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        ensure_private_dir(self.path.parent)
+        try:
+            with self._db() as db:
+                db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(
+                f"the case store {self.path} is unreadable ({exc}); move it aside to start afresh"
+            ) from None
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        new = not self.path.exists()
+        db = sqlite3.connect(self.path, timeout=15)
+        try:
+            if new:
+                self.path.chmod(0o600)
+            db.execute("PRAGMA journal_mode=WAL")
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def get(self, site: str, case_id: str) -> CaseRecord | None:
+        with self._db() as db:
+            row = db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM cases WHERE site=? AND case_id=?",  # noqa: S608
+                (site, case_id),
+            ).fetchone()
+        return CaseRecord(*row) if row else None
+
+    def list(self, site: str) -> list[CaseRecord]:
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM cases WHERE site=? ORDER BY case_id",  # noqa: S608
+                (site,),
+            ).fetchall()
+        return [CaseRecord(*r) for r in rows]
+
+    def upsert(self, site: str, case_id: str, **changes: Any) -> CaseRecord:
+        """Create or update the row; unknown columns are a programming error."""
+        bad = set(changes) - set(_COLUMNS)
+        if bad:
+            raise ValueError(f"unknown case fields: {sorted(bad)}")
+        changes["updated_at"] = now()
+        with self._db() as db:
+            exists = db.execute(
+                "SELECT 1 FROM cases WHERE site=? AND case_id=?", (site, case_id)
+            ).fetchone()
+            if exists:
+                sets = ", ".join(f"{k}=?" for k in changes)
+                db.execute(
+                    f"UPDATE cases SET {sets} WHERE site=? AND case_id=?",  # noqa: S608
+                    (*changes.values(), site, case_id),
+                )
+            else:
+                changes.setdefault("state", PROCESSING)
+                cols = ["site", "case_id", *changes]
+                db.execute(
+                    f"INSERT INTO cases ({', '.join(cols)}) "  # noqa: S608
+                    f"VALUES ({', '.join('?' for _ in cols)})",
+                    (site, case_id, *changes.values()),
+                )
+        record = self.get(site, case_id)
+        assert record is not None
+        return record
+
+    def previous_signature(self, site: str, case_id: str) -> str | None:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT signature FROM observations WHERE site=? AND case_id=?", (site, case_id)
+            ).fetchone()
+        return row[0] if row else None
+
+    def observe(self, site: str, case_id: str, signature: str) -> None:
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO observations (site, case_id, signature, seen_at) VALUES (?,?,?,?) "
+                "ON CONFLICT(site, case_id) DO UPDATE SET signature=excluded.signature, "
+                "seen_at=excluded.seen_at",
+                (site, case_id, signature, now()),
+            )
+
+    def forget_observation(self, site: str, case_id: str) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM observations WHERE site=? AND case_id=?", (site, case_id))

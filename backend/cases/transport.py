@@ -1,0 +1,78 @@
+"""The case workflows' only way to move bytes: jobs on the transfer engine.
+
+Uploads and result downloads go through :class:`backend.transfers.TransferEngine` (temp name
+then rename, SHA-256 verification, resume, journal, audit) — never a second copier. This
+module only turns "this zip to that folder" / "that result folder here" into a
+:class:`~backend.transfers.model.JobSpec`, waits for it, and turns a failed job into a typed
+error naming what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import posixpath
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from backend.errors import TransferError
+from backend.names import display_name
+from backend.transfers.model import JobSpec
+
+Engine = Any  # backend.transfers.TransferEngine (kept loose: the engine imports lazily)
+
+
+async def _maybe(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+@contextlib.asynccontextmanager
+async def engine_for(connector: Any) -> AsyncIterator[Engine]:
+    """A started engine using ``connector`` (``async (site_name) -> (Site, conn)``)."""
+    from backend.transfers import TransferEngine  # type: ignore[attr-defined]
+
+    engine = TransferEngine(connector)
+    await _maybe(engine.start())
+    try:
+        yield engine
+    finally:
+        await _maybe(engine.stop())
+
+
+async def _run(engine: Engine, spec: JobSpec) -> Any:
+    job_id = await _maybe(engine.submit(spec.validate()))
+    status = await engine.wait(job_id)
+    if status.state != "done" or status.files_failed:
+        why = status.error or f"{status.files_failed} file(s) failed"
+        raise TransferError(
+            f"{spec.label}: {display_name(why)}", hint="run the command again to resume"
+        )
+    return job_id
+
+
+async def upload_file(engine: Engine, site: str, local: Path, folder: str, name: str) -> str:
+    """Upload ``local`` as ``folder/name`` (appears under that name only when verified)."""
+    final = posixpath.join(folder, name)
+    await _run(
+        engine,
+        JobSpec(direction="put", site=site, sources=[str(local)], destination=final,
+                on_conflict="skip", verify="sha256"),
+    )
+    return final
+
+
+async def download_folder(
+    engine: Engine, site: str, remote_folder: str, local: Path
+) -> list[dict[str, Any]]:
+    """Download the contents of ``remote_folder`` into ``local``; returns per-file records."""
+    spec = JobSpec(direction="get", site=site, sources=[remote_folder.rstrip("/") + "/"],
+                   destination=str(local) + "/", recursive=True, on_conflict="resume",
+                   verify="sha256")
+    job_id = await _run(engine, spec)
+    files = await _maybe(engine.files(job_id))
+    return [
+        {"path": f.destination, "size": f.size, "sha256": f.sha256}
+        for f in files
+        if f.state == "done"
+    ]
