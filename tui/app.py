@@ -42,7 +42,9 @@ class FerryApp(App[None]):
     COMMANDS: ClassVar[set[Any]] = App.COMMANDS | {FerryCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1,question_mark", "help", "Help", id="ferry.help"),
-        Binding("ctrl+p", "command_palette", "Palette", id="ferry.palette", priority=True),
+        Binding(
+            "ctrl+p", "command_palette", "Palette", id="ferry.palette", priority=True, show=False
+        ),
         Binding("f9", "change_theme", "Theme", id="ferry.theme"),
         Binding("f10,q", "quit", "Quit", id="ferry.quit"),
     ]

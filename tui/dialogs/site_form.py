@@ -71,13 +71,15 @@ def check_key_file(raw: str) -> str:
 
 class SiteFormDialog(FerryDialog[SiteFormResult | None]):
     DEFAULT_CSS = """
-    SiteFormDialog > .dialog { height: 100%; max-height: 40; width: 90; }
-    SiteFormDialog #form { height: 1fr; }
-    SiteFormDialog .row { height: 3; }
-    SiteFormDialog .row Label { width: 16; padding: 1 1 0 0; text-align: right; }
+    SiteFormDialog > .dialog { height: auto; max-height: 100%; width: 90; }
+    SiteFormDialog #form { height: auto; max-height: 14; }
+    SiteFormDialog .row { height: 1; }
+    SiteFormDialog .row Input, SiteFormDialog .row SelectCurrent { background: $panel; }
+    SiteFormDialog .row Input:focus { background: $primary 30%; }
+    SiteFormDialog .row Label { width: 12; padding: 0 1 0 0; text-align: right; }
     SiteFormDialog .row Input, SiteFormDialog .row Select { width: 1fr; }
-    SiteFormDialog Input.invalid { border: tall $error; }
-    SiteFormDialog #error { margin-top: 1; }
+    SiteFormDialog Input.invalid { background: $error 40%; }
+    SiteFormDialog .dialog-buttons { margin-top: 0; }
     """
 
     def __init__(
@@ -99,6 +101,16 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
     def _row(self, label: str, widget: Input | Select[str]) -> Horizontal:
         return Horizontal(Label(label), widget, classes="row")
 
+    def _input(self, label: str, field: str, value: str = "", **kwargs: object) -> Horizontal:
+        return self._row(label, Input(value, id=field, compact=True, **kwargs))  # type: ignore[arg-type]
+
+    def _choice(self, label: str, field: str, options: tuple[str, ...], value: str) -> Horizontal:
+        return self._row(
+            label,
+            Select([(x, x) for x in options], value=value, allow_blank=False, id=field,
+                   compact=True),
+        )
+
     def compose(self) -> ComposeResult:
         site = self.original or Site(name="", host="", user=default_user())
         title = f"Edit site {site.name}" if self.original else "Add a site"
@@ -106,51 +118,32 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
         with Vertical(classes="dialog"):
             yield Static(plain(title), classes="dialog-title")
             with VerticalScroll(id="form"):
-                yield self._row("Name", Input(site.name, placeholder="e.g. idt", id="name"))
-                yield self._row(
-                    "Host", Input(site.host, placeholder="sftp.example.org", id="host")
+                yield self._input("Name", "name", site.name, placeholder="e.g. idt")
+                yield self._input("Host", "host", site.host, placeholder="sftp.example.org")
+                yield self._input("Port", "port", str(site.port), type="integer")
+                yield self._input("User", "user", site.user)
+                yield self._choice("Auth", "auth", AUTH_METHODS, site.auth)
+                yield self._input("Key file", "key_file", site.key_file or "",
+                                  placeholder="~/.ssh/id_ed25519")
+                yield self._input(
+                    "Password", "password", password=True,
+                    placeholder=kept if self.has_password else "only for password auth",
                 )
-                yield self._row("Port", Input(str(site.port), id="port", type="integer"))
-                yield self._row("User", Input(site.user, id="user"))
-                yield self._row(
-                    "Auth",
-                    Select([(a, a) for a in AUTH_METHODS], value=site.auth, allow_blank=False,
-                           id="auth"),
+                yield self._input(
+                    "Passphrase", "passphrase", password=True,
+                    placeholder=kept if self.has_passphrase else "if the key is encrypted",
                 )
-                yield self._row(
-                    "Key file",
-                    Input(site.key_file or "", placeholder="~/.ssh/id_ed25519", id="key_file"),
-                )
-                yield self._row(
-                    "Password",
-                    Input(password=True, id="password",
-                          placeholder=kept if self.has_password else "only for password auth"),
-                )
-                yield self._row(
-                    "Passphrase",
-                    Input(password=True, id="passphrase",
-                          placeholder=kept if self.has_passphrase else "if the key is encrypted"),
-                )
-                yield self._row("Remote dir", Input(site.remote_dir, id="remote_dir"))
-                yield self._row(
-                    "Layout",
-                    Select([(x, x) for x in LAYOUTS], value=site.layout, allow_blank=False,
-                           id="layout"),
-                )
-                yield self._row(
-                    "Ciphers",
-                    Select([(x, x) for x in CIPHER_PROFILES], value=site.cipher_profile,
-                           allow_blank=False, id="cipher_profile"),
-                )
-                yield self._row(
-                    "Jump host",
-                    Input(site.jump or "", placeholder="another saved site (optional)",
-                          id="jump"),
-                )
+                yield self._input("Remote dir", "remote_dir", site.remote_dir,
+                                  placeholder="folder to open (optional)")
+                yield self._choice("Layout", "layout", LAYOUTS, site.layout)
+                yield self._choice("Ciphers", "cipher_profile", CIPHER_PROFILES,
+                                   site.cipher_profile)
+                yield self._input("Jump host", "jump", site.jump or "",
+                                  placeholder="another saved site (optional)")
             yield Static("", id="error", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Save", id="save", variant="primary")
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button("Save", id="save", variant="primary", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()

@@ -94,11 +94,10 @@ class SitesScreen(Screen[None]):
         self._names = [s.name for s in sites]
         hint = self.query_one("#sites-hint", Static)
         if sites:
-            hint.update("Enter: open · a add · e edit · d delete · t test · i import · k key")
+            hint.update("Enter open · a add · e edit · d delete · t test · i import · k new key")
         else:
             hint.update(
-                "No sites yet. Press a to add one, i to import ~/.ssh/config, "
-                "or l to browse local files."
+                "No sites yet: a add · i import ~/.ssh/config · l local files"
             )
         if keep in self._names:
             table.move_cursor(row=self._names.index(keep))
