@@ -10,7 +10,6 @@ error naming what to do.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import posixpath
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,31 +19,28 @@ from backend.errors import TransferError
 from backend.names import display_name
 from backend.transfers.model import JobSpec
 
-Engine = Any  # backend.transfers.TransferEngine (kept loose: the engine imports lazily)
-
-
-async def _maybe(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
+Engine = Any  # backend.transfers.TransferEngine (imported lazily: it is the heavy part)
 
 
 @contextlib.asynccontextmanager
 async def engine_for(connector: Any) -> AsyncIterator[Engine]:
     """A started engine using ``connector`` (``async (site_name) -> (Site, conn)``)."""
-    from backend.transfers import TransferEngine  # type: ignore[attr-defined]
+    from backend.transfers import TransferEngine
 
-    engine = TransferEngine(connector)
-    await _maybe(engine.start())
+    engine = TransferEngine(connector, run_all_jobs=False)
+    await engine.start()
     try:
         yield engine
     finally:
-        await _maybe(engine.stop())
+        await engine.stop()
 
 
 async def _run(engine: Engine, spec: JobSpec) -> Any:
-    job_id = await _maybe(engine.submit(spec.validate()))
+    job_id = await engine.adopt(spec.validate())
     status = await engine.wait(job_id)
     if status.state != "done" or status.files_failed:
-        why = status.error or f"{status.files_failed} file(s) failed"
+        errors = [f.error for f in engine.files(job_id) if f.state == "failed" and f.error]
+        why = errors[0] if errors else status.error or f"{status.files_failed} file(s) failed"
         raise TransferError(
             f"{spec.label}: {display_name(why)}", hint="run the command again to resume"
         )
@@ -63,14 +59,16 @@ async def upload_file(engine: Engine, site: str, local: Path, folder: str, name:
 
 
 async def download_folder(
-    engine: Engine, site: str, remote_folder: str, local: Path
+    engine: Engine, site: str, remote_folder: str, names: list[str], local: Path
 ) -> list[dict[str, Any]]:
-    """Download the contents of ``remote_folder`` into ``local``; returns per-file records."""
-    spec = JobSpec(direction="get", site=site, sources=[remote_folder.rstrip("/") + "/"],
+    """Download ``names`` (validated files and folders directly in ``remote_folder``) into
+    ``local``; returns one ``{"path", "size", "sha256"}`` per downloaded file."""
+    spec = JobSpec(direction="get", site=site,
+                   sources=[posixpath.join(remote_folder, n) for n in sorted(names)],
                    destination=str(local) + "/", recursive=True, on_conflict="resume",
                    verify="sha256")
     job_id = await _run(engine, spec)
-    files = await _maybe(engine.files(job_id))
+    files = engine.files(job_id)
     return [
         {"path": f.destination, "size": f.size, "sha256": f.sha256}
         for f in files

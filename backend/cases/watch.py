@@ -23,6 +23,8 @@ import posixpath
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 import asyncssh
@@ -100,16 +102,27 @@ def case_id_of(folders: CaseFolders, entry: remote.RemoteEntry) -> str | None:
     return entry.name
 
 
-async def signature(sftp: asyncssh.SFTPClient, path: str) -> tuple[str, int, list[str]]:
-    """(signature, file count, rejected names) of everything under ``path``."""
+@dataclass(frozen=True)
+class ResultScan:
+    signature: str  # every name, kind, size and mtime under the folder (and rejected names)
+    files: int
+    top: list[str]  # regular files and folders directly inside (what gets downloaded)
+    rejected: list[str]
+
+
+async def scan(sftp: asyncssh.SFTPClient, path: str) -> ResultScan:
+    """Look at one result folder (the remote walker: names validated, links never followed)."""
     rejected: list[str] = []
     items = []
+    top: list[str] = []
     async for item in remote.walk(sftp, path, rejected=rejected):
         e = item.entry
         items.append([item.relpath, e.kind, e.size, int(e.mtime or 0)])
+        if len(item.parts) == 1 and e.kind in ("file", "dir"):
+            top.append(e.name)
     files = sum(1 for i in items if i[1] == "file")
     sig = json.dumps({"entries": sorted(items), "rejected": sorted(rejected)})
-    return sig, files, rejected
+    return ResultScan(sig, files, sorted(top), rejected)
 
 
 def find_report(folder: Path) -> Path | None:
@@ -140,7 +153,12 @@ async def _email(site: str, count: int) -> str | None:
     settings = notify.load_smtp()
     if settings is None or not settings.notify_to:
         return "e-mail notice not sent: no smtp.toml with notify_to in FERRY_HOME"
-    msg = notify._base(settings, settings.notify_to, "Case results are ready")
+    msg = EmailMessage()
+    msg["From"] = settings.sender
+    msg["To"] = settings.notify_to
+    msg["Subject"] = "Case results are ready"
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = make_msgid(domain=settings.sender.rpartition("@")[2] or "localhost")
     msg.set_content(
         f"{count} new case result(s) from site {site} were downloaded and verified.\n\n"
         f"See 'ferry case list {site}' for details.\n"
@@ -195,18 +213,18 @@ async def watch_once(
             continue
         result_path = posixpath.join(area, entry.name)
         try:
-            sig, files, rejected = await signature(sftp, result_path)
+            found = await scan(sftp, result_path)
         except FerryError as exc:
             problem(case_id, f"{case_id}: cannot look into results: {exc.message}")
             continue
         previous = store.previous_signature(site.name, case_id)
-        store.observe(site.name, case_id, sig)
-        if files == 0 or sig != previous:
+        store.observe(site.name, case_id, found.signature)
+        if found.files == 0 or found.signature != previous:
             report.waiting.append(case_id)
             if record is None:
                 store.upsert(site.name, case_id, state=PROCESSING, layout=folders.layout)
             continue
-        for reason in rejected:
+        for reason in found.rejected:
             problem(case_id, f"{case_id}: skipped {reason}")
         if record is None or record.state != READY:
             store.upsert(
@@ -216,7 +234,7 @@ async def watch_once(
             if on_event is not None:
                 on_event(CaseEvent("ready", site.name, case_id, f"results ready: {case_id}"))
         try:
-            await _download(site, sftp, engine, case_id, result_path, sig, into, store, audit)
+            await _download(site, sftp, engine, case_id, result_path, found, into, store, audit)
         except FerryError as exc:
             problem(case_id, f"{case_id}: download failed, will retry: {exc.message}")
             continue
@@ -243,17 +261,17 @@ async def _download(
     engine: transport.Engine,
     case_id: str,
     result_path: str,
-    sig: str,
+    found: ResultScan,
     into: Path | None,
     store: CaseStore,
     audit: AuditLog,
 ) -> None:
     local = local_case_dir(site.name, case_id, into)
     ensure_private_dir(local)
-    files = await transport.download_folder(engine, site.name, result_path, local)
-    after, _n, _r = await signature(sftp, result_path)
-    if after != sig:
-        store.observe(site.name, case_id, after)
+    files = await transport.download_folder(engine, site.name, result_path, found.top, local)
+    after = await scan(sftp, result_path)
+    if after.signature != found.signature:
+        store.observe(site.name, case_id, after.signature)
         raise FerryError(f"results of {case_id} changed during the download")
     report = find_report(local)
     store.upsert(
