@@ -1,4 +1,6 @@
-"""Archiving moves exactly what the preview listed, by rename, into <archive>/<year>/; never deletes."""
+"""Archiving moves exactly what the preview listed, by rename, into <archive>/<year>/.
+
+Nothing is ever deleted or overwritten."""
 
 from __future__ import annotations
 
@@ -15,9 +17,12 @@ from backend.cases.store import ARCHIVED, CaseStore
 from backend.demo.samples import populate
 from backend.demo.server import start_sftp_server
 from backend.errors import ConfigError, UsageError
-from tests.case_helpers import case_server, snapshot  # noqa: F401
+from tests import case_helpers
+from tests.case_helpers import snapshot
 from tests.hostile import HostileSFTPServer
 from tests.servers import InProcessServer, write_private_key
+
+case_server = case_helpers.case_server  # the fixture: in-process server and sshd
 
 
 def age(path: Path, days: float) -> float:

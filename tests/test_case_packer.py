@@ -1,4 +1,4 @@
-"""Packing a study: the zip round-trips, is deterministic, ZIP64-capable, and never follows links."""
+"""Packing a study: the zip round-trips, is deterministic, ZIP64-capable, follows no links."""
 
 from __future__ import annotations
 

@@ -19,9 +19,12 @@ from backend.demo.provider import start_provider
 from backend.demo.samples import populate, tiny_png
 from backend.demo.server import start_sftp_server
 from backend.sites.store import SiteStore
-from tests.case_helpers import case_server, snapshot  # noqa: F401
+from tests import case_helpers
+from tests.case_helpers import snapshot
 from tests.hostile import HostileSFTPServer
 from tests.servers import InProcessServer, write_private_key
+
+case_server = case_helpers.case_server  # the fixture: in-process server and sshd
 
 STUDY = "5f0c1a2e-0000-4000-8000-00000000abcd"
 
