@@ -8,17 +8,8 @@ import json
 import sqlite3
 from pathlib import Path
 
-import pytest
-
 from backend.audit import AuditLog
 from tui.cli import run
-
-
-@pytest.fixture
-def ferry_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("FERRY_HOME", str(home))
-    return home
 
 
 def _log(tmp_path: Path) -> AuditLog:

@@ -362,7 +362,8 @@ class ShareService:
         share, recipient = found
         status = share.status(self.clock())
         if status != "active":
-            raise LinkError(self._gone_reason(status), status=410)
+            why = share.purge_reason or status if status == "purged" else status
+            raise LinkError(self._gone_reason(why), status=410)
         if share.recipient_exhausted(recipient):
             raise LinkError(
                 "this link has been used as many times as the sender allowed; the file is no "

@@ -21,6 +21,7 @@ from backend.errors import EXIT_INTERRUPTED, FerryError, UsageError
 COMMAND_MODULES: list[str] = [
     "tui.cli.audit_cmd",
     "tui.cli.crypto_cmd",
+    "tui.cli.share_cmd",
     "tui.cli.remote_cmd",
     "tui.cli.demo_cmd",
     "tui.cli.sites_cmd",

@@ -1,0 +1,313 @@
+"""``ferry serve`` and ``ferry share create|list|show|revoke|extend|add-recipient|events``.
+
+``serve`` runs the share service in the foreground; every ``share`` command talks to it over
+the admin API (:class:`backend.shares.client.ShareClient`). ``share create SITE:PATH`` streams
+the remote file from SFTP straight into the service (no plaintext on local disk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from backend.errors import RemoteNotFoundError, UsageError
+from backend.names import display_name
+from tui.cli.output import info, print_json, read_secret_file
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the share service (recipient pages + admin API)")
+    p.add_argument("--listen", default="127.0.0.1:8750", help="HOST:PORT (default %(default)s)")
+    p.add_argument("--public-url", help="base URL recipients use (e.g. https://files.example.org)")
+    p.add_argument("--tls-cert", help="TLS certificate chain (PEM)")
+    p.add_argument("--tls-key", help="TLS private key (PEM)")
+    p.add_argument("--tls-self-signed", action="store_true",
+                   help="generate a self-signed certificate into $FERRY_HOME/share-tls")
+    p.add_argument("--trust-proxy", action="store_true",
+                   help="take the client address from X-Forwarded-For (loopback proxy only)")
+    p.set_defaults(func=cmd_serve)
+
+    parser = sub.add_parser("share", help="expiring password-protected links to files")
+    group = parser.add_subparsers(dest="share_command", metavar="SUBCOMMAND")
+
+    p = group.add_parser("create", help="share a local file or SITE:PATH")
+    p.add_argument("source", metavar="PATH|SITE:PATH")
+    p.add_argument("--to", action="append", default=[], metavar="EMAIL",
+                   help="a recipient (repeat; each gets their own link)")
+    p.add_argument("--expires", help="lifetime such as 3d, 12h (default: policy, 3d)")
+    p.add_argument("--max-downloads", type=int, help="downloads allowed per link (0 = no limit)")
+    pw = p.add_mutually_exclusive_group()
+    pw.add_argument("--password-file", metavar="F", help="read the password from F ('-' = stdin)")
+    pw.add_argument("--generate-password", action="store_true", help="generate a password")
+    p.add_argument("--notify", action="store_true",
+                   help="e-mail me (smtp.toml notify_to) when a recipient downloads")
+    p.add_argument("--send-links", action="store_true",
+                   help="e-mail each recipient their link (never the password)")
+    p.add_argument("--message", default="", help="a note shown on the download page")
+    p.add_argument("--name", help="file name recipients see (default: the source's name)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_create)
+
+    p = group.add_parser("list", help="all shares with status and downloads")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = group.add_parser("show", help="one share in detail")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = group.add_parser("revoke", help="withdraw a share now (deletes the file)")
+    p.add_argument("id")
+    p.set_defaults(func=cmd_revoke)
+
+    p = group.add_parser("extend", help="set a new expiry, counted from now")
+    p.add_argument("id")
+    p.add_argument("--expires", required=True, help="e.g. 2d")
+    p.set_defaults(func=cmd_extend)
+
+    p = group.add_parser("add-recipient", help="give one more person their own link")
+    p.add_argument("id")
+    p.add_argument("email")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_add_recipient)
+
+    p = group.add_parser("events", help="print share events (downloads...) as they happen")
+    p.add_argument("--since", type=int, default=0, help="only events after this id")
+    p.add_argument("--follow", action="store_true", help="keep waiting for new events")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_events)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def _client() -> Any:
+    from backend.shares.client import ShareClient
+
+    return ShareClient()
+
+
+# -- serve ------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    return asyncio.run(_serve(args))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from backend.shares.server import start_share_service, stop_share_service
+
+    handle, url = await start_share_service(
+        args.listen, public_url=args.public_url, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        tls_self_signed=args.tls_self_signed, trust_proxy=args.trust_proxy,
+    )
+    info(f"ferry share service listening on {url} (links: {handle.public_url}/s/...)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await stop_share_service(handle)
+    info("share service stopped")
+    return 0
+
+
+# -- create -----------------------------------------------------------------------------------
+def cmd_create(args: argparse.Namespace) -> int:
+    password = read_secret_file(args.password_file) if args.password_file else None
+    if password is not None:
+        from backend.log import register_secret
+
+        register_secret(password)
+    result = asyncio.run(_create(args, password))
+    links = result["links"]
+    if args.json:
+        print_json(result)
+        return 0
+    share = result["share"]
+    print(f"share {share['id']}: {display_name(share['name'])}, expires {share['expires_at']}")
+    for link in links:
+        who = link["email"] or "anyone with the link"
+        print(f"  {display_name(who)}: {link['url']}")
+    if result.get("password"):
+        print(f"password: {result['password']}")
+        info("Send the password by a different channel than the link (phone, SMS).")
+    for err in result.get("email_errors") or []:
+        info(f"warning: {display_name(err)}")
+    return 0
+
+
+async def _create(args: argparse.Namespace, password: str | None) -> dict[str, Any]:
+    from backend import remote
+
+    client = _client()
+    options: dict[str, Any] = {
+        "recipients": args.to, "expires": args.expires, "max_downloads": args.max_downloads,
+        "password": password, "generate_password": args.generate_password,
+        "message": args.message, "notify": args.notify, "sender": _user(),
+    }
+    spec = remote.parse_remote_spec(args.source)
+    if spec is None:
+        path = Path(args.source)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise RemoteNotFoundError(f"no such file: {args.source}") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.source}: {exc.strerror}") from None
+        if not path.is_file():
+            raise UsageError(f"{args.source} is not a regular file")
+        if not os.access(path, os.R_OK):
+            raise UsageError(f"cannot read {args.source}: permission denied")
+        from backend.shares.client import local_file_source
+
+        options.update(name=args.name or path.name, size=st.st_size)
+        return await client.create(local_file_source(path), send_links=args.send_links,
+                                   **options)
+    return await _create_from_site(client, spec, options, args)
+
+
+async def _create_from_site(client: Any, spec: tuple[str, str], options: dict[str, Any],
+                            args: argparse.Namespace) -> dict[str, Any]:
+    import posixpath
+
+    from backend import remote
+    from backend.shares.client import sftp_source
+    from tui.cli.connect import sftp_for
+
+    site_name, path = spec
+    async with sftp_for(site_name) as (site, _conn, sftp):
+        full = remote.resolve(site.remote_dir, path)
+        entry = await remote.stat_path(sftp, full)
+        if entry.kind != "file":
+            raise UsageError(f"{site_name}:{path} is not a regular file")
+        options.update(name=args.name or posixpath.basename(full), size=entry.size)
+
+        async def source() -> AsyncIterator[bytes]:
+            with remote.sftp_errors(full):
+                async for chunk in sftp_source(sftp, full):
+                    yield chunk
+
+        return await client.create(source(), send_links=args.send_links, **options)
+
+
+# -- list / show ------------------------------------------------------------------------------
+def _short_time(value: str | None) -> str:
+    return (value or "")[:16].replace("T", " ")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    shares = asyncio.run(_client().list())
+    if args.json:
+        print_json(shares)
+        return 0
+    if not shares:
+        print("no shares")
+        return 0
+    print(f"{'ID':<11} {'STATUS':<9} {'EXPIRES (UTC)':<16} {'DL':>3} {'RCPT':>4}  NAME")
+    for s in shares:
+        print(
+            f"{s['id']:<11} {s['status']:<9} {_short_time(s['expires_at']):<16} "
+            f"{s['downloads']:>3} {len(s['recipients']):>4}  {display_name(s['name'])}"
+        )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    share = asyncio.run(_client().show(args.id))
+    if args.json:
+        print_json(share)
+        return 0
+    _print_share(share)
+    return 0
+
+
+def _print_share(s: dict[str, Any]) -> None:
+    rows = [
+        ("id", s["id"]), ("name", s["name"]), ("size", f"{s['size']} bytes"),
+        ("sha256", s["sha256"]), ("status", s["status"]), ("created", s["created_at"]),
+        ("expires", s["expires_at"]),
+        ("max downloads", s["max_downloads"] or "unlimited"),
+        ("password", "yes" if s["password_protected"] else "no"),
+        ("notify", "yes" if s["notify"] else "no"), ("sender", s["sender"]),
+    ]
+    if s.get("purged_at"):
+        rows.append(("purged", f"{s['purged_at']} ({s['purge_reason']})"))
+    if s.get("message"):
+        rows.append(("message", s["message"]))
+    for key, value in rows:
+        print(f"{key + ':':<15}{display_name(str(value))}")
+    print("recipients:")
+    for r in s["recipients"]:
+        last = f", last {_short_time(r['last_download_at'])}" if r["last_download_at"] else ""
+        print(display_name(
+            f"  {r['email'] or '(link)'}: {r['downloads']} download(s){last}, "
+            f"{r['failed_attempts']} failed password(s)"
+        ))
+
+
+# -- edits ------------------------------------------------------------------------------------
+def cmd_revoke(args: argparse.Namespace) -> int:
+    share = asyncio.run(_client().revoke(args.id, actor=_user()))
+    print(f"share {share['id']} revoked; status {share['status']}")
+    return 0
+
+
+def cmd_extend(args: argparse.Namespace) -> int:
+    from backend.shares.policy import parse_duration
+
+    parse_duration(args.expires)
+    share = asyncio.run(_client().extend(args.id, args.expires, actor=_user()))
+    print(f"share {share['id']} now expires {share['expires_at']}")
+    return 0
+
+
+def cmd_add_recipient(args: argparse.Namespace) -> int:
+    link = asyncio.run(_client().add_recipient(args.id, args.email, actor=_user()))
+    if args.json:
+        print_json(link)
+    else:
+        print(f"{display_name(link['email'])}: {link['url']}")
+        info("The share's password is unchanged; send it to them by a different channel.")
+    return 0
+
+
+# -- events -----------------------------------------------------------------------------------
+def cmd_events(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_events(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _events(args: argparse.Namespace) -> int:
+    client = _client()
+    since = args.since
+    while True:
+        events = await client.events(since, wait=30 if args.follow else 0)
+        for e in events:
+            since = max(since, int(e["id"]))
+            if args.json:
+                print(json.dumps(e, default=str), flush=True)
+            else:
+                fields = " ".join(f"{k}={v}" for k, v in sorted(e["fields"].items()))
+                print(display_name(f"{e['id']:>6} {e['ts'][:19]}Z {e['event']} {fields}"),
+                      flush=True)
+        if not args.follow:
+            return 0
+        if not events:
+            await asyncio.sleep(0)
