@@ -35,14 +35,14 @@ async def engine_for(connector: Any) -> AsyncIterator[Engine]:
         await engine.stop()
 
 
-async def _run(engine: Engine, spec: JobSpec) -> Any:
+async def _run(engine: Engine, spec: JobSpec, hint: str = "run the command again to resume") -> Any:
     job_id = await engine.adopt(spec.validate())
     status = await engine.wait(job_id)
     if status.state != "done" or status.files_failed:
         errors = [f.error for f in engine.files(job_id) if f.state == "failed" and f.error]
         why = errors[0] if errors else status.error or f"{status.files_failed} file(s) failed"
         raise TransferError(
-            f"{spec.label}: {display_name(why)}", hint="run the command again to resume"
+            f"{spec.label}: {display_name(why)}", hint=hint
         )
     return job_id
 
@@ -54,6 +54,7 @@ async def upload_file(engine: Engine, site: str, local: Path, folder: str, name:
         engine,
         JobSpec(direction="put", site=site, sources=[str(local)], destination=final,
                 on_conflict="skip", verify="sha256"),
+        hint="nothing was left under the final name; send the study again",
     )
     return final
 
