@@ -115,7 +115,7 @@ class FerryApp(App[None]):
 
     async def _start_engine(self) -> None:
         try:
-            from backend.transfers import TransferEngine  # type: ignore[attr-defined]
+            from backend.transfers import TransferEngine
         except ImportError:
             log.info("transfer engine not available")
             return
@@ -147,16 +147,14 @@ class FerryApp(App[None]):
             self.push_screen(HelpScreen())
 
     def running_transfers(self) -> int:
-        """How many transfers are queued or running (0 without an engine)."""
-        engine = self.engine
-        if engine is None:
+        """How many transfers this session's engine has queued or running (0 without one)."""
+        if self.engine is None:
             return 0
-        for name in ("active_count", "running_count", "pending_count"):
-            attr = getattr(engine, name, None)
-            if attr is not None:
-                with contextlib.suppress(Exception):
-                    return int(attr() if callable(attr) else attr)
-        return 0
+        try:
+            jobs = self.engine.jobs()
+        except FerryError:
+            return 0
+        return sum(1 for job in jobs if job.state in ("queued", "running"))
 
     async def action_quit(self) -> None:
         running = self.running_transfers()
