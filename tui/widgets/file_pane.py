@@ -102,13 +102,18 @@ class ColumnSpec:
 
 
 def plan_columns(width: int, with_state: bool) -> ColumnSpec:
-    """Fit the optional columns into ``width`` cells (2 cells of padding per column)."""
-    wanted: list[tuple[str, int]] = [("state", 13)] if with_state else []
-    wanted += [("size", 6), ("mtime", 16), ("mode", 10)]
+    """Fit the optional columns into ``width`` cells (2 cells of padding per column).
+
+    Each optional column is added only while the name keeps the room it needs to stay useful:
+    the case state and size first, then the modified time (date only when tight), permissions
+    last.
+    """
+    wanted: list[tuple[str, int, int]] = [("state", 13, MIN_NAME)] if with_state else []
+    wanted += [("size", 6, MIN_NAME), ("mtime", 16, 20), ("mode", 10, 26)]
     chosen: dict[str, int] = {}
     used = 2  # the name column's padding
-    for key, w in wanted:
-        if width - used - (w + 2) >= MIN_NAME:
+    for key, w, keep in wanted:
+        if width - used - (w + 2) >= keep:
             chosen[key] = w
             used += w + 2
         elif key == "mtime" and width - used - 12 >= MIN_NAME:
@@ -125,6 +130,8 @@ class FileTable(DataTable[Any]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "cursor_down", "Down", show=False, id="ferry.browser.down"),
         Binding("k", "cursor_up", "Up", show=False, id="ferry.browser.up"),
+        Binding("home,g", "scroll_top", "First entry", show=False, id="ferry.browser.first"),
+        Binding("end,G", "scroll_bottom", "Last entry", show=False, id="ferry.browser.last"),
         Binding(
             "left,h,backspace", "pane_up", "Parent folder", show=False, id="ferry.browser.parent"
         ),
@@ -251,7 +258,7 @@ class FilePane(Vertical):
         self.spec: ColumnSpec | None = None
         self._row_keys: list[Any] = []
         self._cell_cache: dict[str, tuple[Any, ...]] = {}
-        self._loaded_once = False
+        self.listed = False  # True once the folder being loaded is shown
         self.last_render_seconds = 0.0
 
     # ------------------------------------------------------------------ composition
@@ -289,6 +296,7 @@ class FilePane(Vertical):
     def load(self, path: str, focus_name: str | None = None) -> None:
         if self.source is None:
             return
+        self.listed = False
         self.table.loading = True
         self.query_one(PathBar).set_location(self.source.label, path, "loading…")
         self._load_worker(path, focus_name)
@@ -308,6 +316,7 @@ class FilePane(Vertical):
             self.table.loading = False
             self.query_one(PathBar).set_location(source.label, self.path)
             self.notify(exc.message, title="Listing failed", severity="error", timeout=8)
+            self.listed = True
             return
         if path != self.path:
             self.marked.clear()
@@ -323,6 +332,7 @@ class FilePane(Vertical):
         self.query_one(PathBar).set_location(source.label, self.path)
         self.table.loading = False
         self.refresh_rows(focus_name=focus_name)
+        self.listed = True
         if listing.rejected:
             self.notify(
                 f"{len(listing.rejected)} unsafe name(s) hidden: {listing.rejected[0]}",
