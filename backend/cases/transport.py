@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from backend.errors import TransferError
+from backend.errors import FerryError, TransferError
 from backend.names import display_name
 from backend.transfers.model import JobSpec
 
@@ -41,6 +41,9 @@ async def _run(engine: Engine, spec: JobSpec, hint: str = "run the command again
     if status.state != "done" or status.files_failed:
         errors = [f.error for f in engine.files(job_id) if f.state == "failed" and f.error]
         why = errors[0] if errors else status.error or f"{status.files_failed} file(s) failed"
+        if spec.direction == "put":  # a failed study upload is not resumed: drop its temp file
+            with contextlib.suppress(FerryError):
+                await engine.cancel(job_id)
         raise TransferError(
             f"{spec.label}: {display_name(why)}", hint=hint
         )
