@@ -21,11 +21,9 @@ An interrupted upload resumes segment-aligned: :func:`resume_point` says where, 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -41,6 +39,7 @@ from backend.crypto.header import (
     one_secret,
     parse_header,
 )
+from backend.crypto.outfile import atomic_output, open_source, os_error, refuse_same_file
 from backend.crypto.segments import (
     FIRST_SEGMENT_PLAINTEXT,
     SEGMENT_PLAINTEXT,
@@ -54,14 +53,7 @@ from backend.crypto.segments import (
     plaintext_offset,
     segment_count,
 )
-from backend.errors import (
-    FerryError,
-    IntegrityError,
-    PermissionDeniedError,
-    RemoteNotFoundError,
-    UsageError,
-)
-from backend.fsutil import open_exclusive
+from backend.errors import IntegrityError, UsageError
 
 __all__ = [
     "FIRST_SEGMENT_PLAINTEXT",
@@ -151,7 +143,7 @@ def peek_info(data: bytes) -> ContainerInfo:
 
 def read_info(path: Path) -> ContainerInfo:
     """:func:`peek_info` on the start of a file."""
-    with _open_source(Path(path)) as fh:
+    with open_source(Path(path)) as fh:
         return peek_info(fh.read(1024 + STREAM_HEADER_SIZE))
 
 
@@ -490,79 +482,6 @@ def new_decryptor(*, key: bytes | None = None, passphrase: str | None = None) ->
 # -- files ---------------------------------------------------------------------------------
 
 
-def _os_error(exc: OSError, path: Path, doing: str) -> FerryError:
-    if isinstance(exc, FileNotFoundError):
-        return RemoteNotFoundError(f"{path} does not exist")
-    if isinstance(exc, PermissionError):
-        return PermissionDeniedError(f"cannot {doing} {path}: permission denied")
-    if isinstance(exc, IsADirectoryError):
-        return UsageError(f"{path} is a folder, not a file")
-    return FerryError(f"cannot {doing} {path}: {exc.strerror or exc}")
-
-
-@contextlib.contextmanager
-def _open_source(path: Path) -> Iterator[BinaryIO]:
-    try:
-        fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise _os_error(exc, path, "read") from None
-    with fh:
-        yield fh  # type: ignore[misc]
-
-
-def _refuse_same_file(src: Path, dst: Path) -> None:
-    with contextlib.suppress(OSError):
-        if dst.exists() and os.path.samefile(src, dst):
-            raise UsageError(f"refusing to write {dst} onto its own source")
-
-
-def _publish(tmp: Path, dst: Path, overwrite: bool) -> None:
-    if overwrite:
-        os.replace(tmp, dst)
-        return
-    try:
-        os.link(tmp, dst)  # atomic "create only if absent"
-    except FileExistsError:
-        raise UsageError(f"{dst} already exists", hint="choose another output or overwrite it")
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-            raise
-        if dst.exists() or dst.is_symlink():
-            raise UsageError(f"{dst} already exists", hint="choose another output or overwrite it")
-        os.replace(tmp, dst)
-        return
-    os.unlink(tmp)
-
-
-@contextlib.contextmanager
-def _atomic_output(dst: Path, overwrite: bool) -> Iterator[BinaryIO]:
-    """A 0600 temporary file next to ``dst``, renamed onto it only if the block succeeds."""
-    if not overwrite and (dst.exists() or dst.is_symlink()):
-        raise UsageError(f"{dst} already exists", hint="choose another output or overwrite it")
-    tmp = dst.parent / f".ferry-{secrets.token_hex(8)}.part"
-    try:
-        fd = open_exclusive(tmp, 0o600)
-    except FileNotFoundError:
-        raise RemoteNotFoundError(f"folder {dst.parent} does not exist") from None
-    except OSError as exc:
-        raise _os_error(exc, dst.parent, "write in") from None
-    try:
-        with open(fd, "wb", buffering=0) as fh:
-            yield fh  # type: ignore[misc]
-            os.fsync(fh.fileno())
-        _publish(tmp, dst, overwrite)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(dst.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def _with_path(err: IntegrityError, path: Path) -> IntegrityError:
     return IntegrityError(f"{path}: {err.message}", hint=err.hint)
 
@@ -579,17 +498,17 @@ def encrypt_file(
     """
     src, dst = Path(src), Path(dst)
     one_secret(key, passphrase)
-    _refuse_same_file(src, dst)
-    with _open_source(src) as fin:
+    refuse_same_file(src, dst)
+    with open_source(src) as fin:
         size = os.fstat(fin.fileno()).st_size
         enc = new_encryptor(key=key, passphrase=passphrase, name=name, size=size, scrypt=scrypt)
         try:
-            with _atomic_output(dst, overwrite) as fout:
+            with atomic_output(dst, overwrite) as fout:
                 enc.encrypt_stream(fin, fout, progress=progress)
         except IntegrityError as err:
             raise _with_path(err, src) from None
         except OSError as exc:
-            raise _os_error(exc, Path(exc.filename or dst), "encrypt to") from None
+            raise os_error(exc, Path(exc.filename or dst), "encrypt to") from None
 
 
 def decrypt_file(
@@ -600,12 +519,12 @@ def decrypt_file(
     verified (the temporary file is removed on failure). Returns the verified header info."""
     src, dst = Path(src), Path(dst)
     dec = new_decryptor(key=key, passphrase=passphrase)
-    _refuse_same_file(src, dst)
-    with _open_source(src) as fin:
+    refuse_same_file(src, dst)
+    with open_source(src) as fin:
         try:
-            with _atomic_output(dst, overwrite) as fout:
+            with atomic_output(dst, overwrite) as fout:
                 return dec.decrypt_stream(fin, fout, progress=progress)
         except IntegrityError as err:
             raise _with_path(err, src) from None
         except OSError as exc:
-            raise _os_error(exc, Path(exc.filename or dst), "decrypt to") from None
+            raise os_error(exc, Path(exc.filename or dst), "decrypt to") from None
