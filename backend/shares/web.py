@@ -78,7 +78,7 @@ async def _security_headers(request: web.Request, handler: Handler) -> web.Strea
     try:
         resp = await handler(request)
     except web.HTTPException as exc:
-        if request.path.startswith("/api/"):
+        if request.path.startswith("/api/") or exc.status < 400:
             raise
         resp = _html(exc.status, pages.message_page(exc.reason, exc.reason))
     if not resp.prepared:
@@ -115,6 +115,12 @@ def _json(data: Any, status: int = 200) -> web.Response:
 def _html(status: int, body: str, headers: dict[str, str] | None = None) -> web.Response:
     resp = web.Response(status=status, text=body, content_type="text/html", charset="utf-8",
                         headers=headers)
+    _apply_headers(resp)
+    return resp
+
+
+def _redirect(location: str) -> web.Response:
+    resp = web.Response(status=303, headers={"Location": location})
     _apply_headers(resp)
     return resp
 
@@ -198,12 +204,11 @@ async def download_post(request: web.Request) -> web.StreamResponse:
             return _html(403, _download_page(request, share, exc.message))
         return _link_error_page(exc)
     if browser:
-        resp = web.HTTPSeeOther(f"/s/{token}/download")
+        resp = _redirect(f"/s/{token}/download")
         resp.set_cookie(
             TICKET_COOKIE, service.issue_ticket(d), max_age=3600, path=f"/s/{token}",
             httponly=True, secure=_is_secure(request), samesite="Strict",
         )
-        _apply_headers(resp)
         return resp
     return await _send(request, d, address)
 
@@ -222,7 +227,7 @@ async def download_get(request: web.Request) -> web.StreamResponse:
     except LinkError as exc:
         return _link_error_page(exc)
     if d is None:
-        raise web.HTTPSeeOther(f"/s/{token}")
+        return _redirect(f"/s/{token}")
     return await _send(request, d, address)
 
 
