@@ -130,42 +130,43 @@ async def test_results_download_only_once_stable_and_never_twice(
     into = tmp_path / "cases"
     events: list[tuple[str, str]] = []
 
-    async def poll():
-        async with engine_for(connector) as engine, ssh.sftp_session(site) as (_c, sftp):
+    async with engine_for(connector) as engine, ssh.sftp_session(site) as (_c, sftp):
+
+        async def poll():
             return await watch_once(site, sftp, engine, into=into,
                                     on_event=lambda e: events.append((e.kind, e.case_id)))
 
-    first = await poll()  # the two sample results settle first; they download on poll 2
-    assert first.downloaded == [] and not (into / STUDY).exists()
-    await poll()
-    events.clear()
-    out.mkdir(parents=True)  # the provider starts writing, slowly
-    (out / "prediction.txt").write_text(f"study {STUDY}\nresult: REVIEW\n\x1b[31mred\x1b[0m\n")
-    assert STUDY in (await poll()).waiting
-    with open(out / "prediction.png", "wb") as fh:
-        fh.write(tiny_png()[:40])
-    assert STUDY in (await poll()).waiting, "still changing: not ready"
-    with open(out / "prediction.png", "ab") as fh:
-        fh.write(tiny_png()[40:])
-    (out / "aidp.csv").write_text("metric,value\nscore,0.87\n")
-    assert STUDY in (await poll()).waiting
-    async with ssh.sftp_session(site) as (_c, sftp):
+        first = await poll()  # the two sample results settle first; they download on poll 2
+        assert first.downloaded == [] and not (into / STUDY).exists()
+        await poll()
+        events.clear()
+        out.mkdir(parents=True)  # the provider starts writing, slowly
+        (out / "prediction.txt").write_text(f"study {STUDY}\nresult: REVIEW\n\x1b[31mred\x1b[0m\n")
+        assert STUDY in (await poll()).waiting
+        with open(out / "prediction.png", "wb") as fh:
+            fh.write(tiny_png()[:40])
+        assert STUDY in (await poll()).waiting, "still changing: not ready"
+        with open(out / "prediction.png", "ab") as fh:
+            fh.write(tiny_png()[40:])
+        (out / "aidp.csv").write_text("metric,value\nscore,0.87\n")
+        assert STUDY in (await poll()).waiting
         states = {c.case_id: c.state for c in await list_cases(site, sftp)}
-    assert states[STUDY] == READY
-    report = await poll()
-    assert report.downloaded == [STUDY]
-    assert ("ready", STUDY) in events and ("downloaded", STUDY) in events
-    assert snapshot(into / STUDY) == snapshot(out)
-    record = CaseStore().get("ai", STUDY)
-    assert record is not None and record.state == DOWNLOADED
-    assert record.report_path == str(into / STUDY / "prediction.txt")
-    shown = read_report(record.report_path)
-    assert "result: REVIEW" in shown and "\x1b" not in shown
-    assert {f["sha256"] for f in record.files()} == set(snapshot(out).values())
+        assert states[STUDY] == READY
+        report = await poll()
+        assert report.downloaded == [STUDY]
+        assert ("ready", STUDY) in events and ("downloaded", STUDY) in events
+        assert snapshot(into / STUDY) == snapshot(out)
+        record = CaseStore().get("ai", STUDY)
+        assert record is not None and record.state == DOWNLOADED
+        assert record.report_path == str(into / STUDY / "prediction.txt")
+        shown = read_report(record.report_path)
+        assert "result: REVIEW" in shown and "\x1b" not in shown
+        assert {f["sha256"] for f in record.files()} == set(snapshot(out).values())
 
     marker = (into / STUDY / "aidp.csv").stat().st_mtime_ns
-    for _ in range(2):  # again, and after a "restart": new engine, new store objects
-        again = await poll()
+    for _ in range(2):  # after a "restart": a new engine, connection and store each time
+        async with engine_for(connector) as engine, ssh.sftp_session(site) as (_c, sftp):
+            again = await watch_once(site, sftp, engine, into=into, store=CaseStore())
         assert again.downloaded == [] and again.done == 3
     downloads = [r.fields["case"] for r in AuditLog().query(event="case.results_downloaded")]
     assert downloads.count(STUDY) == 1
