@@ -243,3 +243,20 @@ async def test_unknown_link_is_404_and_plain_http_off_loopback_is_refused(svc):
 
     with pytest.raises(ConfigError, match="TLS is required"):
         await start_share_service("0.0.0.0:0")
+
+
+async def test_self_signed_tls_service_works_with_the_client(ferry_home, tmp_path):
+    handle, url = await start_share_service("127.0.0.1:0", tls_self_signed=True)
+    try:
+        assert url.startswith("https://127.0.0.1:")
+        key = ferry_home / "share-tls" / "key.pem"
+        assert key.stat().st_mode & 0o777 == 0o600
+        assert (ferry_home / "share-admin.token").stat().st_mode & 0o777 == 0o600
+        assert (ferry_home / "share-server.key").stat().st_mode & 0o777 == 0o600
+        created = await _share(_file(tmp_path, 3000))
+        assert created["links"][0]["url"].startswith(url + "/s/")
+        async with aiohttp.ClientSession() as s:
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await s.get(url + "/api/health")
+    finally:
+        await stop_share_service(handle)

@@ -236,6 +236,11 @@ async def start_share_service(
 
 
 async def stop_share_service(handle: ServiceHandle) -> None:
+    from backend.shares.web import OPTIONS
+
+    pending = list(handle.runner.app[OPTIONS]["tasks"])
+    if pending:  # e-mails being sent: give them a moment to finish
+        await asyncio.wait(pending, timeout=5)
     for task in handle.tasks:
         task.cancel()
     for task in handle.tasks:
