@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -107,3 +108,28 @@ def test_bad_input_is_one_line_and_a_documented_exit_code(
     assert len(lines) == 1 and lines[0].startswith("ferry: error:"), result.stderr
     assert words in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_watch_runs_until_sigterm_and_downloads_in_the_background(
+    served: Path, tmp_path: Path
+) -> None:
+    into = tmp_path / "got"
+    proc = subprocess.Popen(
+        [str(FERRY), "case", "watch", "ai", "--interval", "1", "--into", str(into)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CI": "1"},
+    )
+    try:
+        wanted = {p.name[:-4] for p in (served / "ai" / "output").iterdir()}
+        for _ in range(300):  # bounded wait: two polls one second apart, then the downloads
+            if into.is_dir() and {p.name for p in into.iterdir()} == wanted and all(
+                (into / w / "aidp.csv").exists() for w in wanted
+            ):
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out.count("results downloaded") == 2
+    assert "watching ai" in err and "Traceback" not in err

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email
+import email.message
 import hashlib
 import os
+import socket
 import threading
 import zipfile
 from pathlib import Path
 
+from aiosmtpd.controller import Controller
+
 from backend import ssh
 from backend.audit import AuditLog
-from backend.cases import list_cases, read_report, send_study, watch_once
+from backend.cases import list_cases, read_report, send_study, watch_loop, watch_once
 from backend.cases.store import DOWNLOADED, PROCESSING, READY, SENT, CaseStore
 from backend.cases.transport import engine_for
 from backend.demo.provider import start_provider
@@ -268,3 +273,55 @@ async def test_the_simulated_provider_answers_and_the_watcher_waits_for_it(
     got = tmp_path / "got" / sent.study_id
     assert sorted(p.name for p in got.iterdir()) == ["aidp.csv", "prediction.png", "prediction.txt"]
     assert (got / "prediction.png").read_bytes() == tiny_png()
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+async def test_watch_loop_runs_headless_and_emails_a_notice_without_case_names(
+    sftp_server, ferry_home, tmp_path
+) -> None:
+    inbox = _Inbox()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    ferry_home.mkdir(parents=True, exist_ok=True)
+    (ferry_home / "smtp.toml").write_text(
+        f'host = "127.0.0.1"\nport = {port}\nstarttls = false\n'
+        'from = "ferry@example.org"\nnotify_to = "admin@example.org"\n'
+    )
+    server = case_helpers.CaseServer("inprocess", sftp_server, sftp_server.root)
+    populate(server.local("site"), large_file_mib=1)
+    site = server.site("ai", "study-io", "site/ai")
+    stop = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def open_sftp():
+        async with ssh.sftp_session(site) as (_c, sftp):
+            yield sftp
+
+    reports = []
+    try:
+        async with engine_for(connector) as engine:
+            async for report in watch_loop(site, open_sftp, engine, interval=0.2, stop=stop,
+                                           into=tmp_path / "got", email=True):
+                reports.append(report)
+                if report.downloaded or len(reports) > 20:
+                    stop.set()
+    finally:
+        controller.stop()
+    assert sorted(reports[-1].downloaded) == sorted(
+        p.name[:-4] for p in (sftp_server.root / "site" / "ai" / "output").iterdir())
+    assert len(inbox.messages) == 1
+    mail = inbox.messages[0]
+    body = mail.get_payload(decode=True).decode()
+    assert mail["To"] == "admin@example.org" and "2 new case result(s)" in body
+    assert not any(study in body + mail["Subject"] for study in reports[-1].downloaded)
