@@ -129,6 +129,8 @@ class ShareService:
         self.clock = clock
         self.addresses = AddressLimiter()
         self._purge_lock = asyncio.Lock()
+        # argon2id is memory-hard (64 MiB per check): bound how many run at once
+        self._hashing = asyncio.Semaphore(max(1, min(4, os.cpu_count() or 1)))
 
     # -- helpers --------------------------------------------------------------------------
     def link(self, token: str) -> str:
@@ -405,9 +407,10 @@ class ShareService:
             )
         if share.password_hash is None:
             return Download(share, recipient)
-        ok = bool(password) and await asyncio.to_thread(
-            tokens.verify_password, share.password_hash, password
-        )
+        ok = False
+        if password:
+            async with self._hashing:
+                ok = await asyncio.to_thread(tokens.verify_password, share.password_hash, password)
         if ok:
             if recipient.failed_attempts:
                 self.store.update_recipient(recipient.id, failed_attempts=0, locked_until=None)
