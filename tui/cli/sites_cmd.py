@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from backend import paths
+from backend import credentials, paths
 from backend.errors import ConfigError, UsageError
 from backend.keys import KEY_KINDS, generate_keypair, key_needs_passphrase
 from backend.names import display_name
@@ -196,17 +196,6 @@ def _warn_if_key_locked(site: Site, have_passphrase: bool) -> None:
                  f"'ferry sites edit {site.name} --key-passphrase-stdin' or Ferry will ask")
 
 
-def _uses_vault(site: Site) -> bool:
-    if site.auth == "password":
-        return True
-    if site.auth == "key" and site.key_file:
-        try:
-            return key_needs_passphrase(site.key_file)
-        except ConfigError:
-            return False
-    return False
-
-
 # --------------------------------------------------------------------- commands
 
 
@@ -280,7 +269,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     vault: Vault | None = None
     if secrets:
         vault = unlock_vault(create=True)
-    elif renamed and Vault.exists(paths.vault_file()) and _uses_vault(old):
+    elif renamed and Vault.exists(paths.vault_file()) and credentials.needs_vault(old):
         vault = unlock_vault()
     site = store.update(old.name, **changes)
     if vault is not None:
