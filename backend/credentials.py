@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from backend import ssh
 from backend.errors import AuthError
+from backend.keys import key_needs_passphrase
 from backend.sites.model import Site, secret_name
 from backend.vault import Vault
 
@@ -22,7 +23,7 @@ def needs_password(site: Site) -> bool:
 
 
 def needs_passphrase(site: Site) -> bool:
-    return bool(site.key_file) and ssh.key_needs_passphrase(site.key_file)
+    return bool(site.key_file) and key_needs_passphrase(site.key_file)
 
 
 def needs_vault(site: Site) -> bool:

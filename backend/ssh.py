@@ -149,19 +149,6 @@ class _RecordingClient(asyncssh.SSHClient):
         return False
 
 
-def key_needs_passphrase(path: str) -> bool:
-    """True if the private key file is encrypted (so a passphrase must come from the vault)."""
-    try:
-        asyncssh.read_private_key(path)
-    except asyncssh.KeyEncryptionError:
-        return True
-    except asyncssh.KeyImportError as exc:
-        return _is_passphrase_missing(exc)
-    except OSError:
-        return False
-    return False
-
-
 def _is_passphrase_missing(exc: Exception) -> bool:
     return "passphrase" in str(exc).lower()
 

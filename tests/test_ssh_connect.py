@@ -20,6 +20,7 @@ from backend.errors import (
     HostKeyUnknownError,
 )
 from backend.hostkeys import PresentedKey, TrustDecision, fingerprint
+from backend.keys import key_needs_passphrase
 from tests.servers import free_port, write_private_key
 
 pytestmark = pytest.mark.usefixtures("ferry_home")
@@ -124,7 +125,7 @@ async def test_encrypted_key_needs_its_passphrase(server, client_key, tmp_path) 
     path.write_bytes(client_key.export_private_key("openssh", passphrase="s3cret pass"))
     os.chmod(path, 0o600)
     site = server.site(key_file=str(path))
-    assert ssh.key_needs_passphrase(str(path))
+    assert key_needs_passphrase(str(path))
     with pytest.raises(AuthError, match="passphrase"):
         await _listdir(site)
     with pytest.raises(AuthError, match="wrong passphrase"):
