@@ -1,5 +1,9 @@
 """``ferry demo``'s engine: the demo SFTP server in a background thread, and its sites.
 
+Next to the SFTP server it runs Ferry's share service (127.0.0.1, a free port, in the same
+loop) so sharing works out of the box, and a simulated provider that produces results for
+studies and cases sent to it a few seconds later.
+
 The server's host key and the demo client key persist under ``$FERRY_HOME/demo`` so the pinned
 key stays valid between runs; the served files are a fresh temporary folder each run. Two sites
 are registered (or refreshed with the new port): ``demo`` (inbox-outbox, ``/idt``) and
@@ -14,6 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,9 +60,19 @@ class DemoServer:
     _thread: threading.Thread | None = field(default=None, repr=False)
     _server: RunningServer | None = field(default=None, repr=False)
     _owns_root: bool = False
+    share_url: str | None = None
+    _share: object | None = field(default=None, repr=False)
+    _stop_provider: Callable[[], None] | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, *, root: Path | None = None, large_file_mib: int = 64) -> DemoServer:
+    def start(
+        cls,
+        *,
+        root: Path | None = None,
+        large_file_mib: int = 64,
+        share_service: bool = True,
+        provider: bool = True,
+    ) -> DemoServer:
         state = ensure_private_dir(ferry_home() / "demo")
         host_key = _load_or_create_key(state / "host_key")
         client_key_path = state / "id_demo"
@@ -77,6 +92,12 @@ class DemoServer:
                     start_sftp_server(root, host_key=host_key, authorized_keys=[client_key])
                 )
                 demo.port = demo._server.port
+                if share_service:
+                    from backend.shares.server import start_share_service
+
+                    demo._share, demo.share_url = loop.run_until_complete(
+                        start_share_service("127.0.0.1:0")
+                    )
             except BaseException as exc:  # reported to the starting thread
                 errors.append(exc)
                 ready.set()
@@ -84,6 +105,10 @@ class DemoServer:
             ready.set()
             loop.run_forever()
             with contextlib.suppress(Exception):
+                if demo._share is not None:
+                    from backend.shares.server import stop_share_service
+
+                    loop.run_until_complete(stop_share_service(demo._share))  # type: ignore[arg-type]
                 demo._server.close()
                 loop.run_until_complete(demo._server.wait_closed())
             loop.close()
@@ -94,6 +119,10 @@ class DemoServer:
         if errors:
             raise ConfigError(f"the demo server could not start: {errors[0]}")
         demo.register_sites(host_key)
+        if provider:
+            from backend.demo.provider import start_provider
+
+            demo._stop_provider = start_provider(root)
         return demo
 
     def register_sites(self, host_key: asyncssh.SSHKey, store: SiteStore | None = None) -> None:
@@ -119,6 +148,8 @@ class DemoServer:
         return asyncio.run_coroutine_threadsafe(coro_factory(), self._loop)
 
     def stop(self) -> None:
+        if self._stop_provider is not None:
+            self._stop_provider()
         if self._loop is not None and self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:

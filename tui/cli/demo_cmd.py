@@ -41,7 +41,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"host: {demo.host}\nport: {demo.port}\nuser: {DEMO_USER}\n"
             f"key: {demo.client_key_path}\nroot: {demo.root}\n"
             f"sites: {', '.join(DEMO_SITES)}\n"
-            "try:   ferry ls demo:From_IDT    ferry ls demo-ai:output    ferry sites show demo\n"
+            f"share service: {demo.share_url}\n"
+            "try:   ferry ls demo:From_IDT    ferry get -r demo:From_IDT/CASE-20261118-0031 .\n"
+            "       ferry case list demo-ai\n"
+            "       ferry share create demo:From_IDT/README-from-provider.txt --generate-password\n"
             "Serving until Ctrl-C.",
             flush=True,
         )
