@@ -1,0 +1,562 @@
+"""Moving the bytes of one file, fast and safely: pipelined SFTP reads/writes, temp names,
+resume from a verified offset, verification, and the file-exists policy.
+
+Downloads keep ``READ_REQUESTS`` reads of the server's largest allowed block in flight on one
+lane (the 16 MiB window makes that pay on a WAN), ``pwrite`` each block where it belongs in a
+private temp file (``<name><temp_suffix>``, created ``O_EXCL|O_NOFOLLOW`` 0600 in the target
+folder), hash the bytes in order as they become contiguous, and rename onto the final name
+only after verification. Uploads split one file over several lanes (OpenSSH gives each SFTP
+channel a 2 MiB window) writing blocks at their offsets into ``<name><temp_suffix>`` on the
+server, then rename it (``posix-rename@openssh.com`` where it replaces). The *verified offset*
+is the contiguous prefix known written; it is checkpointed so a resumed file continues there.
+Block sizes never exceed the server's ``limits@openssh.com``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import posixpath
+import stat
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import asyncssh
+
+from backend.errors import IntegrityError, TransferError
+from backend.fsutil import open_exclusive, safe_local_mode
+from backend.names import display_name
+from backend.remote import sftp_errors
+from backend.sites.model import Site
+from backend.transfers.crypt import Cipher
+from backend.transfers.journal import FileRow
+from backend.transfers.pool import Lane, SitePool
+from backend.transfers.verify import RemoteHasher, tail_matches
+
+MAX_BLOCK = 256 * 1024
+READ_REQUESTS = 64
+WRITE_REQUESTS_PER_LANE = 16
+SPLIT_UPLOAD_AT = 8 * 1024 * 1024  # files at least this big upload over several lanes
+UPLOAD_LANES = 4
+AHEAD = 64 * 1024 * 1024  # bytes completed past the verified offset before workers wait
+FSYNC = True
+
+
+class Progress(Protocol):
+    """The engine's per-file counters (O(1) per call; called on every block)."""
+
+    def add(self, n: int) -> None: ...
+    def checkpoint(self, offset: int) -> None: ...
+    def restart(self, offset: int) -> None: ...
+
+
+@dataclass
+class Outcome:
+    state: str  # done | skipped
+    destination: str
+    sha256: str | None = None
+    verify: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class Plan:
+    """What one file transfer needs besides the journal row."""
+
+    site: Site
+    pool: SitePool
+    hasher: RemoteHasher
+    on_conflict: str
+    verify: str
+    cipher: Cipher | None = None
+
+
+class _Window:
+    """Tracks the contiguous prefix while blocks complete out of order."""
+
+    def __init__(self, start: int) -> None:
+        self.contig = start
+        self._done: dict[int, tuple[int, bytes | None]] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def complete(self, offset: int, length: int, data: bytes | None) -> list[bytes | None]:
+        self._done[offset] = (length, data)
+        ready: list[bytes | None] = []
+        while self.contig in self._done:
+            n, chunk = self._done.pop(self.contig)
+            self.contig += n
+            ready.append(chunk)
+        if ready:
+            waiters, self._waiters = self._waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        return ready
+
+    async def wait_until_below(self, offset: int) -> None:
+        while offset - self.contig > AHEAD:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            await fut
+
+
+async def run_all(coros: list[Coroutine[Any, Any, None]]) -> None:
+    """Run workers together; the first failure cancels the rest and is raised."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    if not tasks:
+        return
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for t in done:
+        if t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
+
+
+def block_for(lanes: list[Lane], writing: bool) -> int:
+    limit = min((ln.max_write if writing else ln.max_read) for ln in lanes)
+    return max(4096, min(MAX_BLOCK, limit))
+
+
+def renamed(name: str, n: int) -> str:
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        return f"{name} ({n})"
+    return f"{stem} ({n}).{ext}"
+
+
+def should_skip(policy: str, src_size: int, src_mtime: float | None,
+                dst_size: int, dst_mtime: float | None) -> bool:
+    """For an existing destination: does ``policy`` say leave it alone?"""
+    if policy == "skip":
+        return True
+    if policy == "newer":
+        return src_mtime is None or dst_mtime is None or src_mtime <= dst_mtime
+    if policy in ("size", "resume"):
+        return src_size == dst_size
+    return False  # overwrite (rename never reaches here)
+
+
+def _hash_prefix_local(path: str, length: int) -> Any:
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        left = length
+        while left > 0:
+            chunk = fh.read(min(left, 1 << 20))
+            if not chunk:
+                raise TransferError(f"{display_name(path)} is shorter than its recorded offset")
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest
+
+
+# -- downloads -------------------------------------------------------------------------------
+
+
+async def download(plan: Plan, row: FileRow, progress: Progress,
+                   save: Callable[[FileRow], None]) -> Outcome:
+    """Fetch ``row.src`` into ``row.dst`` (a safe, already-joined local path)."""
+    pool, site = plan.pool, plan.site
+    lane = await pool.lane()
+    try:
+        with sftp_errors(row.src):
+            attrs = await lane.sftp.stat(row.src)
+        if attrs.type != asyncssh.FILEXFER_TYPE_REGULAR and not stat.S_ISREG(
+            attrs.permissions or 0
+        ):
+            raise TransferError(f"{display_name(row.src)} is not a regular file")
+        size = int(attrs.size or 0)
+        mtime = float(attrs.mtime) if attrs.mtime is not None else None
+        if (size, mtime) != (row.size, row.mtime):
+            row.offset = 0  # the source changed since it was planned: start over
+        row.size, row.mtime = size, mtime
+        if attrs.permissions is not None:
+            row.mode = attrs.permissions & 0o7777
+
+        final = Path(row.dst)
+        decrypting = plan.cipher is not None and row.src.endswith(plan.cipher.suffix)
+        if decrypting and final.name.endswith(plan.cipher.suffix):  # type: ignore[union-attr]
+            final = final.with_name(final.name[: -len(plan.cipher.suffix)])  # type: ignore[union-attr]
+        try:
+            existing = os.lstat(final)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None:
+            if stat.S_ISDIR(existing.st_mode):
+                raise TransferError(f"{final} is a folder; not replacing it with a file")
+            if plan.on_conflict == "rename":
+                n = 1
+                while os.path.lexists(final.with_name(renamed(final.name, n))):
+                    n += 1
+                final = final.with_name(renamed(final.name, n))
+            elif should_skip(plan.on_conflict, size, mtime, existing.st_size,
+                             existing.st_mtime):
+                return Outcome("skipped", str(final), note="destination exists")
+        row.dst = str(final)
+        temp = str(final) + site.temp_suffix
+
+        fd, start = _open_local_temp(temp, row, resumable=not decrypting)
+        row.temp = temp
+        save(row)
+        try:
+            return await _download_into(plan, lane, row, fd, start, size, final, progress,
+                                        decrypting)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    finally:
+        pool.release(lane)
+
+
+def _open_local_temp(temp: str, row: FileRow, resumable: bool) -> tuple[int, int]:
+    """Open (resume) or create the private temp file; returns (fd, start offset)."""
+    if resumable and row.offset > 0 and row.temp == temp:
+        try:
+            fd = os.open(temp, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_size >= row.offset:
+                return fd, row.offset
+            os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)  # our own leftover (a symlink here is removed, never followed)
+    try:
+        fd = open_exclusive(Path(temp), 0o600)
+    except OSError as exc:
+        raise TransferError(f"cannot create {temp}: {exc.strerror}") from None
+    os.close(fd)
+    fd = os.open(temp, os.O_RDWR | os.O_NOFOLLOW)
+    row.offset = 0
+    return fd, 0
+
+
+async def _download_into(plan: Plan, lane: Lane, row: FileRow, fd: int, start: int, size: int,
+                         final: Path, progress: Progress, decrypting: bool) -> Outcome:
+    site = plan.site
+    digest = (
+        await asyncio.to_thread(_hash_prefix_local, row.temp or "", start)
+        if start else hashlib.sha256()
+    )
+    progress.restart(start)
+    remote_digest: asyncio.Task[str | None] | None = None
+    if plan.verify == "sha256" and site.allow_exec:
+        # the server hashes while we download (the file is not changing under us)
+        remote_digest = asyncio.ensure_future(plan.hasher.sha256(row.src))
+    try:
+        decryptor = plan.cipher.decryptor() if decrypting else None  # type: ignore[union-attr]
+        plain_hash = hashlib.sha256() if decrypting else None
+        written = 0
+        with sftp_errors(row.src):
+            async with await lane.sftp.open(row.src, "rb", block_size=0) as fh:
+                block = block_for([lane], writing=False)
+                window = _Window(start)
+                next_off = start
+
+                def ordered(chunks: list[bytes | None]) -> None:
+                    nonlocal written
+                    for chunk in chunks:
+                        assert chunk is not None
+                        digest.update(chunk)
+                        if decryptor is not None:
+                            plain = decryptor.update(chunk)
+                            if plain:
+                                os.pwrite(fd, plain, written)
+                                plain_hash.update(plain)  # type: ignore[union-attr]
+                                written += len(plain)
+                    progress.checkpoint(window.contig)
+
+                async def worker() -> None:
+                    nonlocal next_off
+                    while True:
+                        await window.wait_until_below(next_off)
+                        if next_off >= size:
+                            return
+                        off = next_off
+                        n = min(block, size - off)
+                        next_off += n
+                        got = 0
+                        parts: list[bytes] = []
+                        while got < n:
+                            data = await fh.read(n - got, off + got)
+                            if not data:
+                                raise TransferError(
+                                    f"{display_name(row.src)} shrank while downloading"
+                                )
+                            if decryptor is None:
+                                os.pwrite(fd, data, off + got)
+                            parts.append(data)
+                            got += len(data)
+                            progress.add(len(data))
+                        ordered(window.complete(off, n, b"".join(parts)))
+
+                await run_all([worker() for _ in range(min(READ_REQUESTS, max(1, size // block
+                                                                                + 1)))])
+        if decryptor is not None:
+            tail = decryptor.finalize()
+            if tail:
+                os.pwrite(fd, tail, written)
+                plain_hash.update(tail)  # type: ignore[union-attr]
+                written += len(tail)
+            os.ftruncate(fd, written)
+        sha = digest.hexdigest()
+        method = await _verify_download(plan, lane, row, fd, size, sha, remote_digest,
+                                        decrypting)
+        remote_digest = None
+        os.fchmod(fd, safe_local_mode(row.mode, 0o644) & ~_umask())
+        if FSYNC:
+            await asyncio.to_thread(os.fsync, fd)
+        if row.mtime is not None:
+            os.utime(fd, (row.mtime, row.mtime))
+        _publish_local(row.temp or "", final, replace=plan.on_conflict != "rename")
+        return Outcome("done", str(final), sha256=sha, verify=method)
+    finally:
+        if remote_digest is not None and not remote_digest.done():
+            remote_digest.cancel()
+
+
+async def _verify_download(plan: Plan, lane: Lane, row: FileRow, fd: int, size: int, sha: str,
+                           remote_digest: asyncio.Task[str | None] | None,
+                           decrypting: bool) -> str:
+    if plan.verify == "none":
+        return "none"
+    if remote_digest is not None:
+        theirs = await remote_digest
+        if theirs is not None:
+            if theirs != sha:
+                raise IntegrityError(
+                    f"{display_name(row.src)}: SHA-256 differs from the server's "
+                    f"({sha[:12]}… vs {theirs[:12]}…)"
+                )
+            return "sha256"
+    if decrypting:
+        # the container's authenticated segments already proved every byte
+        return "aes-gcm"
+    with sftp_errors(row.src):
+        ok = await tail_matches(lane.sftp, row.src, fd, size)
+    if not ok:
+        raise IntegrityError(f"{display_name(row.src)}: size or tail differs from the server's")
+    return "size+tail"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_local(temp: str, final: Path, *, replace: bool) -> None:
+    if replace:
+        os.replace(temp, final)
+        return
+    try:
+        os.link(temp, final, follow_symlinks=False)
+    except FileExistsError:
+        raise TransferError(f"{final} appeared meanwhile; not replacing it") from None
+    os.unlink(temp)
+
+
+# -- uploads ---------------------------------------------------------------------------------
+
+
+async def _remote_lstat(sftp: asyncssh.SFTPClient, path: str) -> asyncssh.SFTPAttrs | None:
+    try:
+        return await sftp.lstat(path)
+    except asyncssh.SFTPNoSuchFile:
+        return None
+
+
+async def upload(plan: Plan, row: FileRow, progress: Progress,
+                 save: Callable[[FileRow], None]) -> Outcome:
+    """Send local ``row.src`` to remote ``row.dst`` through a temp name (unless direct)."""
+    pool, site = plan.pool, plan.site
+    try:
+        fd = os.open(row.src, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise TransferError(f"{row.src} no longer exists") from None
+    except OSError as exc:
+        raise TransferError(f"cannot read {row.src}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise TransferError(f"{row.src} is not a regular file")
+        if (st.st_size, st.st_mtime) != (row.size, row.mtime):
+            row.offset = 0
+        row.size, row.mtime = st.st_size, st.st_mtime
+        lane = await pool.lane()
+        try:
+            final = row.dst
+            if plan.cipher is not None and not final.endswith(plan.cipher.suffix):
+                final += plan.cipher.suffix
+            with sftp_errors(final):
+                existing = await _remote_lstat(lane.sftp, final)
+                if existing is not None:
+                    if existing.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
+                        raise TransferError(f"{display_name(final)} is a folder on the server")
+                    if plan.on_conflict == "rename":
+                        parent, name = posixpath.split(final)
+                        n = 1
+                        while await _remote_lstat(
+                            lane.sftp, posixpath.join(parent, renamed(name, n))
+                        ):
+                            n += 1
+                        final = posixpath.join(parent, renamed(name, n))
+                    elif should_skip(
+                        plan.on_conflict,
+                        row.size if plan.cipher is None else plan.cipher.size_of(row.size),
+                        row.mtime, int(existing.size or 0),
+                        float(existing.mtime) if existing.mtime is not None else None,
+                    ):
+                        return Outcome("skipped", final, note="destination exists")
+        finally:
+            pool.release(lane)
+        row.dst = final
+        direct = site.upload_mode == "direct"
+        temp = final if direct else final + site.temp_suffix
+        return await _upload_via(plan, row, fd, temp, final, direct, progress, save)
+    finally:
+        os.close(fd)
+
+
+async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, direct: bool,
+                      progress: Progress, save: Callable[[FileRow], None]) -> Outcome:
+    pool = plan.pool
+    nlanes = UPLOAD_LANES if row.size >= SPLIT_UPLOAD_AT else 1
+    lanes = await pool.lanes(nlanes)
+    try:
+        start = row.offset if row.temp == temp else 0
+        if start:
+            with sftp_errors(temp):
+                attrs = await _remote_lstat(lanes[0].sftp, temp)
+            if attrs is None or int(attrs.size or 0) < start:
+                start = 0
+        source = (
+            plan.cipher.upload_source(fd, row, start, lanes[0].sftp, temp)
+            if plan.cipher is not None else None
+        )
+        if source is not None:
+            source = await source
+            start = source.start
+            total = source.total
+        else:
+            total = row.size
+        row.temp, row.offset = temp, start
+        save(row)
+        progress.restart(start)
+        digest = (
+            (await source.prefix_digest()) if source is not None
+            else (await asyncio.to_thread(_hash_prefix_local, row.src, start) if start
+                  else hashlib.sha256())
+        )
+        flags = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | (0 if start else asyncssh.FXF_TRUNC)
+        handles: list[asyncssh.SFTPClientFile] = []
+        with sftp_errors(temp):
+            try:
+                handles.append(await lanes[0].sftp.open(temp, flags, block_size=0, encoding=None))
+                flags &= ~asyncssh.FXF_TRUNC
+                handles += await asyncio.gather(
+                    *(ln.sftp.open(temp, flags, block_size=0, encoding=None) for ln in lanes[1:])
+                )
+                await _push(handles, lanes, fd, source, start, total, digest, progress)
+                if start == 0 and total == 0:
+                    pass
+            finally:
+                await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
+        sha = digest.hexdigest()
+        method = await _verify_upload(plan, lanes[0], row, fd, temp, total, sha, source)
+        if not direct:
+            await _publish_remote(lanes[0].sftp, temp, final,
+                                  replace=plan.on_conflict != "rename")
+        return Outcome("done", final, sha256=sha, verify=method)
+    finally:
+        for lane in lanes:
+            pool.release(lane)
+
+
+async def _push(handles: list[asyncssh.SFTPClientFile], lanes: list[Lane], fd: int,
+                source: Any, start: int, total: int, digest: Any, progress: Progress) -> None:
+    block = block_for(lanes, writing=True)
+    window = _Window(start)
+    next_off = start
+
+    def take(off: int, n: int) -> bytes:
+        if source is not None:
+            return source.take(n)
+        data = os.pread(fd, n, off)
+        if len(data) != n:
+            raise TransferError("the local file shrank while uploading")
+        return data
+
+    async def worker(fh: asyncssh.SFTPClientFile) -> None:
+        nonlocal next_off
+        while True:
+            await window.wait_until_below(next_off)
+            if next_off >= total:
+                return
+            off = next_off
+            n = min(block, total - off)
+            next_off += n
+            data = take(off, n)  # sequential: no await between choosing and reading
+            digest.update(data)
+            await fh.write(data, off)
+            progress.add(n)
+            window.complete(off, n, None)
+            progress.checkpoint(window.contig)
+
+    workers = [
+        worker(handles[i % len(handles)])
+        for i in range(WRITE_REQUESTS_PER_LANE * len(handles))
+    ]
+    await run_all(workers)
+
+
+async def _verify_upload(plan: Plan, lane: Lane, row: FileRow, fd: int, temp: str, total: int,
+                         sha: str, source: Any) -> str:
+    if plan.verify == "none":
+        return "none"
+    if plan.verify == "sha256":
+        theirs = await plan.hasher.sha256(temp)
+        if theirs is not None:
+            if theirs != sha:
+                raise IntegrityError(
+                    f"{display_name(row.dst)}: SHA-256 on the server differs from what was sent"
+                )
+            return "sha256"
+    with sftp_errors(temp):
+        if source is not None:
+            attrs = await lane.sftp.stat(temp)
+            ok = int(attrs.size or 0) == total and await source.tail_matches(lane.sftp, temp)
+        else:
+            ok = await tail_matches(lane.sftp, temp, fd, total)
+    if not ok:
+        raise IntegrityError(f"{display_name(row.dst)}: size or tail on the server differs")
+    return "size+tail"
+
+
+async def _publish_remote(sftp: asyncssh.SFTPClient, temp: str, final: str, *,
+                          replace: bool) -> None:
+    with sftp_errors(final):
+        if replace:
+            try:
+                await sftp.posix_rename(temp, final)
+                return
+            except asyncssh.SFTPOpUnsupported:
+                if await _remote_lstat(sftp, final) is not None:
+                    await sftp.remove(final)
+        await sftp.rename(temp, final)
+
+
+Saver = Callable[[FileRow], None]
+Runner = Callable[[Plan, FileRow, Progress, Saver], Awaitable[Outcome]]

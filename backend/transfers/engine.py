@@ -1,0 +1,730 @@
+"""The one transfer engine: runs the persistent queue, reports progress, obeys control.
+
+Usage (the TUI and the CLI both drive exactly this)::
+
+    engine = TransferEngine(connector)          # connector(site_name) -> (Site, connection)
+    await engine.start()                        # resumes unfinished jobs from the journal
+    unsubscribe = engine.subscribe(on_event)    # TransferEvent: job / file / progress
+    job_id = await engine.submit(JobSpec("get", "pacs", ["outbox/case1"], "./cases",
+                                         recursive=True))
+    await engine.pause(job_id); await engine.resume(job_id); await engine.move(job_id, -1)
+    status = await engine.wait(job_id)          # JobStatus once done / failed / cancelled
+    await engine.stop()                         # running work paused, kept resumable
+
+Jobs run concurrently up to ``Site.max_parallel`` per site; inside a job up to
+``JobSpec.parallel`` files move at once (default :data:`FILES_AT_ONCE`). A dropped connection
+is re-established with bounded exponential back-off (:class:`RetryPolicy`) and each file
+continues from its verified offset. The journal is checkpointed about once a second, so after
+``kill -9`` the next engine resumes where the last checkpoint left off. State changes made by
+another process (``ferry queue pause 3``) are noticed within :data:`POLL` seconds.
+Progress events are coalesced to at most 10 per second per job; the per-block hot path only
+adds to counters. Every finished file is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+
+import asyncssh
+
+from backend.audit import AuditLog
+from backend.errors import (
+    AuthError,
+    ConfigError,
+    ConnectError,
+    FerryError,
+    HostKeyChangedError,
+    HostKeyUnknownError,
+    IntegrityError,
+    UsageError,
+    VaultError,
+)
+from backend.names import display_name
+from backend.remote import translate_sftp_error
+from backend.sites.model import Site
+from backend.transfers.copier import Outcome, Plan, download, run_all, upload
+from backend.transfers.crypt import Cipher
+from backend.transfers.journal import FileRow, JobRow, Journal
+from backend.transfers.model import (
+    FINISHED_STATES,
+    FileStatus,
+    JobSpec,
+    JobStatus,
+    TransferEvent,
+)
+from backend.transfers.planner import plan_get, plan_put
+from backend.transfers.pool import Connector, SitePool
+from backend.transfers.verify import RemoteHasher
+
+__all__ = ["Connector", "RetryPolicy", "TransferEngine"]
+
+log = logging.getLogger("ferry.transfers")
+
+FILES_AT_ONCE = 32
+TICK = 0.1  # progress coalescing interval (≤ 10 events/s per job)
+POLL = 0.5  # journal poll for other processes' control and new jobs
+CHECKPOINT = 1.0  # how often verified offsets reach the journal
+IO_RETRIES = 2  # server-side I/O errors retried (resuming) before a file fails
+
+KeyProvider = Callable[[Site], Awaitable[bytes]]
+_FATAL_CONNECT = (AuthError, HostKeyChangedError, HostKeyUnknownError, ConfigError, VaultError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Reconnect back-off: ``attempts`` tries per file, delays doubling up to ``max_delay``."""
+
+    attempts: int = 8
+    first_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_delay, self.first_delay * (2 ** max(0, attempt - 1)))
+
+
+class _Stopped(Exception):
+    pass
+
+
+@dataclass(eq=False)
+class _Live:
+    """A job this engine is running: counters read by the ticker."""
+
+    job: JobRow
+    task: asyncio.Task[None] | None = None
+    state: str = "running"
+    bytes_done: int = 0
+    bytes_total: int = 0
+    files_total: int = 0
+    files_done: int = 0
+    files_failed: int = 0
+    files_skipped: int = 0
+    speed: float = 0.0
+    error: str | None = None
+    stop_reason: str | None = None
+    dirty: dict[int, FileRow] = field(default_factory=dict)
+    running: dict[int, FileRow] = field(default_factory=dict)
+    last_bytes: int = 0
+    last_time: float = field(default_factory=time.monotonic)
+    last_sent: int = -1
+
+    @property
+    def eta(self) -> float | None:
+        left = self.bytes_total - self.bytes_done
+        if self.speed <= 1 or left <= 0:
+            return None if left > 0 else 0.0
+        return left / self.speed
+
+
+class _FileProgress:
+    """Per-file counters the copier bumps on every block (O(1))."""
+
+    __slots__ = ("live", "row")
+
+    def __init__(self, live: _Live, row: FileRow) -> None:
+        self.live = live
+        self.row = row
+
+    def add(self, n: int) -> None:
+        self.row.bytes_done += n
+        self.live.bytes_done += n
+
+    def checkpoint(self, offset: int) -> None:
+        self.row.offset = offset
+        self.live.dirty[self.row.id] = self.row
+
+    def restart(self, offset: int) -> None:
+        self.live.bytes_done += offset - self.row.bytes_done
+        self.row.bytes_done = offset
+        self.row.offset = offset
+        self.live.dirty[self.row.id] = self.row
+
+
+def _classify(exc: BaseException) -> str:
+    """conn (reconnect and resume), io (retry a little), integrity, fatal-job, or fatal."""
+    if isinstance(exc, _FATAL_CONNECT):
+        return "fatal-job"
+    if isinstance(exc, IntegrityError):
+        return "integrity"
+    orig = exc.__context__ if isinstance(exc, FerryError) and exc.__context__ else exc
+    if isinstance(orig, ConnectError) or isinstance(exc, ConnectError):
+        return "conn"
+    if isinstance(orig, (asyncssh.SFTPNoSuchFile, asyncssh.SFTPPermissionDenied,
+                         FileNotFoundError, PermissionError, IsADirectoryError)):
+        return "fatal"
+    if isinstance(orig, (asyncssh.SFTPConnectionLost, asyncssh.ConnectionLost,
+                         asyncssh.DisconnectError, asyncssh.ChannelOpenError,
+                         ConnectionError, TimeoutError, asyncio.TimeoutError, EOFError)):
+        return "conn"
+    if isinstance(orig, asyncssh.SFTPError):
+        return "io"
+    if isinstance(orig, ValueError) and "closed file" in str(orig):
+        return "conn"
+    return "fatal"
+
+
+class TransferEngine:
+    """The queue runner. All methods run on one asyncio loop; callbacks are called on it."""
+
+    def __init__(
+        self,
+        connector: Connector,
+        *,
+        journal: Journal | None = None,
+        audit: AuditLog | None = None,
+        retry: RetryPolicy | None = None,
+        key_provider: KeyProvider | None = None,
+        run_all_jobs: bool = True,
+    ) -> None:
+        """``run_all_jobs=False``: only run jobs submitted or adopted by this engine (the CLI's
+        ``ferry get``); True: also every unfinished job in the journal nobody else runs."""
+        self._connector = connector
+        self.journal = journal or Journal()
+        self.audit = audit or AuditLog()
+        self.retry = retry or RetryPolicy()
+        self._key_provider = key_provider
+        self._run_all = run_all_jobs
+        self.me = f"{os.getpid()}:{secrets.token_hex(4)}"
+        self._live: dict[int, _Live] = {}
+        self._mine: set[int] = set()
+        self._pools: dict[str, SitePool] = {}
+        self._hashers: dict[str, RemoteHasher] = {}
+        self._limits: dict[str, int] = {}
+        self._subs: list[Callable[[TransferEvent], None]] = []
+        self._finished: dict[int, asyncio.Event] = {}
+        self._wake: asyncio.Event | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._started = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start running the queue (unfinished jobs from the journal resume)."""
+        if self._started:
+            return
+        self._started = True
+        self._wake = asyncio.Event()
+        self._loop_task = asyncio.get_running_loop().create_task(self._main_loop())
+
+    async def stop(self) -> None:
+        """Stop cleanly: running jobs go back to ``queued`` with their offsets saved."""
+        if not self._started:
+            return
+        self._started = False
+        self._poke()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        lives = list(self._live.values())
+        for live in lives:
+            self._stop_job(live, "queued")
+        await asyncio.gather(*(lv.task for lv in lives if lv.task), return_exceptions=True)
+        for pool in self._pools.values():
+            await pool.close()
+        self._pools.clear()
+        self._hashers.clear()
+
+    # -- control --------------------------------------------------------------------------
+    async def submit(self, spec: JobSpec) -> int:
+        """Queue a job; returns its id. It starts as soon as its site has a free slot."""
+        spec.validate()
+        job_id = self.journal.add_job(spec)
+        self._mine.add(job_id)
+        self._emit(TransferEvent("job", job_id, "queued"))
+        self._poke()
+        return job_id
+
+    async def adopt(self, spec: JobSpec) -> int:
+        """Like :meth:`submit`, but continue an unfinished identical job left by a crashed or
+        killed run instead of starting over (what re-running a ``ferry get`` does)."""
+        spec.validate()
+        row = self.journal.find_unfinished(spec)
+        if row is not None and not self.journal.owned_by_other(row, self.me):
+            if row.state == "paused":
+                self.journal.request_state(row.id, "queued", ["paused"])
+            self._mine.add(row.id)
+            self._poke()
+            return row.id
+        return await self.submit(spec)
+
+    async def pause(self, job_id: int) -> None:
+        self.journal.request_state(job_id, "paused", ["queued", "running"])
+        live = self._live.get(job_id)
+        if live is not None:
+            self._stop_job(live, "paused")
+            if live.task is not None:
+                with contextlib.suppress(BaseException):
+                    await live.task
+        self._emit(TransferEvent("job", job_id, "paused"))
+
+    async def resume(self, job_id: int) -> None:
+        self.journal.request_state(job_id, "queued", ["paused", "queued", "running"])
+        self._mine.add(job_id)
+        self._emit(TransferEvent("job", job_id, "queued"))
+        self._poke()
+
+    async def cancel(self, job_id: int) -> None:
+        """Stop a job for good; its partial temp files are removed."""
+        self.journal.request_state(job_id, "cancelled", ["queued", "running", "paused"])
+        live = self._live.get(job_id)
+        if live is not None:
+            self._stop_job(live, "cancelled")
+            if live.task is not None:
+                with contextlib.suppress(BaseException):
+                    await live.task
+        else:
+            await self._cleanup_temps(job_id)
+        self._finish_event(job_id)
+        self._emit(TransferEvent("job", job_id, "cancelled"))
+
+    async def retry(self, job_id: int) -> None:
+        """Queue a failed or cancelled job again; failed files resume from their offsets."""
+        self.journal.request_state(job_id, "queued", ["failed", "cancelled", "done"])
+        self.journal.reset_files(job_id, ["failed", "cancelled"])
+        self._mine.add(job_id)
+        self._finished.pop(job_id, None)
+        self._emit(TransferEvent("job", job_id, "queued"))
+        self._poke()
+
+    async def move(self, job_id: int, delta: int) -> None:
+        """Move a waiting job ``delta`` places (negative: sooner)."""
+        self.journal.move(job_id, delta)
+        self._emit(TransferEvent("job", job_id, self.journal.job(job_id).state))
+        self._poke()
+
+    def subscribe(self, callback: Callable[[TransferEvent], None]) -> Callable[[], None]:
+        self._subs.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subs.remove(callback)
+
+        return unsubscribe
+
+    def jobs(self) -> list[JobStatus]:
+        """Every job in the journal, with live figures for the ones running here."""
+        out = []
+        for status in self.journal.statuses():
+            live = self._live.get(status.id)
+            if live is not None:
+                status = replace(
+                    status,
+                    state=live.state,  # type: ignore[arg-type]
+                    bytes_done=live.bytes_done,
+                    bytes_total=live.bytes_total or status.bytes_total,
+                    speed=live.speed,
+                    eta=live.eta,
+                    files_done=live.files_done,
+                    files_total=live.files_total or status.files_total,
+                    files_failed=live.files_failed,
+                    files_skipped=live.files_skipped,
+                    error=live.error,
+                )
+            out.append(status)
+        return out
+
+    def job(self, job_id: int) -> JobStatus:
+        for status in self.jobs():
+            if status.id == job_id:
+                return status
+        raise UsageError(f"no transfer job {job_id}", hint="see 'ferry queue list'")
+
+    def files(self, job_id: int) -> list[FileStatus]:
+        live = self._live.get(job_id)
+        rows = self.journal.files(job_id)
+        if live is not None:
+            rows = [live.running.get(r.id, r) for r in rows]
+        return [r.status() for r in rows]
+
+    async def wait(self, job_id: int) -> JobStatus:
+        """Until the job is done, failed or cancelled (by anyone); returns its final status."""
+        while True:
+            status = self.job(job_id)
+            if status.state in FINISHED_STATES and job_id not in self._live:
+                return status
+            event = self._finished.setdefault(job_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), POLL)
+
+    # -- internals: events ----------------------------------------------------------------
+    def _emit(self, event: TransferEvent) -> None:
+        for callback in list(self._subs):
+            try:
+                callback(event)
+            except Exception:  # a subscriber's bug must not stop transfers
+                log.exception("transfer event subscriber failed")
+
+    def _job_event(self, live: _Live, kind: str = "job", path: str | None = None,
+                   state: str | None = None, error: str | None = None) -> None:
+        self._emit(TransferEvent(
+            kind=kind,  # type: ignore[arg-type]
+            job_id=live.job.id,
+            state=state or live.state,
+            path=path,
+            bytes_done=live.bytes_done,
+            bytes_total=live.bytes_total,
+            speed=live.speed,
+            eta=live.eta,
+            error=error if kind == "file" else live.error,
+            files_done=live.files_done,
+            files_total=live.files_total,
+            files_failed=live.files_failed,
+        ))
+
+    def _finish_event(self, job_id: int) -> None:
+        self._finished.setdefault(job_id, asyncio.Event()).set()
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    # -- internals: the loop --------------------------------------------------------------
+    async def _main_loop(self) -> None:
+        last_poll = last_checkpoint = 0.0
+        while self._started:  # (a cancel swallowed by wait_for still ends the loop)
+            now = time.monotonic()
+            self._tick(now)
+            if now - last_checkpoint >= CHECKPOINT:
+                last_checkpoint = now
+                self._checkpoint_all()
+            if now - last_poll >= POLL or (self._wake is not None and self._wake.is_set()):
+                last_poll = now
+                assert self._wake is not None
+                self._wake.clear()
+                try:
+                    self._poll_control()
+                    self._schedule()
+                except FerryError as exc:  # e.g. the journal is locked for too long
+                    log.warning("transfer queue: %s", exc)
+            assert self._wake is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK)
+
+    def _tick(self, now: float) -> None:
+        for live in list(self._live.values()):
+            elapsed = now - live.last_time
+            if elapsed <= 0:
+                continue
+            rate = max(0, live.bytes_done - live.last_bytes) / elapsed
+            live.speed = rate if live.speed == 0 else 0.7 * live.speed + 0.3 * rate
+            live.last_bytes, live.last_time = live.bytes_done, now
+            if live.bytes_done != live.last_sent and live.state == "running":
+                live.last_sent = live.bytes_done
+                self._job_event(live, "progress")
+
+    def _checkpoint_all(self) -> None:
+        for live in list(self._live.values()):
+            self._checkpoint(live)
+        if self._live:
+            with contextlib.suppress(FerryError, Exception):
+                self.journal.heartbeat(self.me)
+
+    def _checkpoint(self, live: _Live) -> None:
+        dirty, live.dirty = live.dirty, {}
+        if dirty:
+            try:
+                self.journal.save_offsets((r.id, r.bytes_done, r.offset) for r in dirty.values())
+            except Exception:
+                live.dirty.update(dirty)
+                raise
+
+    def _poll_control(self) -> None:
+        if not self._live:
+            return
+        states = self.journal.states(self._live)
+        for job_id, state in states.items():
+            live = self._live.get(job_id)
+            if live is not None and state in ("paused", "cancelled") and live.stop_reason is None:
+                self._stop_job(live, state)
+
+    def _schedule(self) -> None:
+        if not self._started:
+            return
+        per_site: dict[str, int] = {}
+        for live in self._live.values():
+            per_site[live.job.spec.site] = per_site.get(live.job.spec.site, 0) + 1
+        for job in self.journal.job_rows(unfinished_only=True):
+            if job.id in self._live or job.state == "paused":
+                continue
+            if not self._run_all and job.id not in self._mine:
+                continue
+            site = job.spec.site
+            if per_site.get(site, 0) >= self._limits.get(site, 4):
+                continue
+            if self.journal.owned_by_other(job, self.me) or not self.journal.claim(job.id, self.me):
+                continue
+            per_site[site] = per_site.get(site, 0) + 1
+            live = _Live(job=job)
+            self._live[job.id] = live
+            self._finished.setdefault(job.id, asyncio.Event()).clear()
+            live.task = asyncio.get_running_loop().create_task(self._run_job(live))
+
+    def _stop_job(self, live: _Live, reason: str) -> None:
+        if live.stop_reason is None:
+            live.stop_reason = reason
+        if live.task is not None and not live.task.done():
+            live.task.cancel()
+
+    def _pool(self, site: str) -> SitePool:
+        pool = self._pools.get(site)
+        if pool is None or pool.closed:
+            pool = self._pools[site] = SitePool(site, self._connector)
+            self._hashers[site] = RemoteHasher(pool)
+        return pool
+
+    # -- internals: running a job ---------------------------------------------------------
+    async def _connect(self, pool: SitePool) -> Site:
+        attempt = 0
+        while True:
+            try:
+                return await pool.ensure_site()
+            except FerryError as exc:
+                if _classify(exc) != "conn":
+                    raise
+                attempt += 1
+                if attempt >= self.retry.attempts:
+                    raise
+                log.info("%s: %s; retrying in %.1fs", pool.name, exc, self.retry.delay(attempt))
+                await asyncio.sleep(self.retry.delay(attempt))
+
+    async def _cipher(self, site: Site) -> Cipher | None:
+        if not site.encrypt_at_rest:
+            return None
+        if self._key_provider is None:
+            raise ConfigError(
+                f"site {site.name} encrypts at rest but no key is available here",
+                hint=f"store it in the vault as site/{site.name}/encryption-key",
+            )
+        return Cipher(await self._key_provider(site))
+
+    async def _run_job(self, live: _Live) -> None:
+        job = live.job
+        spec = job.spec
+        final_state = "failed"
+        try:
+            self.journal.set_job_state(job.id, "running")
+            self._job_event(live)
+            pool = self._pool(spec.site)
+            site = await self._connect(pool)
+            self._limits[spec.site] = site.max_parallel
+            cipher = await self._cipher(site)
+            if not job.planned:
+                lane = await pool.lane()
+                try:
+                    planner = plan_get if spec.direction == "get" else plan_put
+                    files = await planner(lane.sftp, site, spec)
+                finally:
+                    pool.release(lane)
+                self.journal.mark_planned(job.id, files)
+            rows = self.journal.files(job.id)
+            live.files_total = len(rows)
+            live.bytes_total = sum(r.size for r in rows)
+            todo = []
+            for r in rows:
+                if r.state == "done":
+                    live.files_done += 1
+                    live.bytes_done += r.size
+                elif r.state == "skipped":
+                    live.files_skipped += 1
+                    live.bytes_done += r.size
+                elif r.state in ("failed", "cancelled"):
+                    live.files_failed += 1
+                else:
+                    live.bytes_done += r.bytes_done
+                    todo.append(r)
+            for r in rows:
+                if r.state == "failed" and not r.id:
+                    continue
+            self._announce_planned(live, rows)
+            plan = Plan(site=site, pool=pool, hasher=self._hashers[spec.site],
+                        on_conflict=spec.on_conflict, verify=spec.verify, cipher=cipher)
+            queue = iter(todo)
+
+            async def worker() -> None:
+                for row in queue:
+                    await self._run_file(live, plan, row)
+
+            width = min(spec.parallel or FILES_AT_ONCE, len(todo))
+            await run_all([worker() for _ in range(width)])
+            failed = [r for r in self.journal.files(job.id) if r.state == "failed"]
+            if failed:
+                live.error = f"{len(failed)} of {len(rows)} files failed"
+                final_state = "failed"
+            else:
+                final_state = "done"
+        except asyncio.CancelledError:
+            final_state = live.stop_reason or "queued"
+        except FerryError as exc:
+            live.error = exc.message + (f" ({exc.hint})" if exc.hint else "")
+            final_state = "failed"
+        except Exception as exc:  # a bug: keep the queue alive, report it on the job
+            log.exception("transfer job %s crashed", job.id)
+            live.error = f"internal error: {display_name(str(exc)) or type(exc).__name__}"
+            final_state = "failed"
+        await self._settle(live, final_state)
+
+    def _announce_planned(self, live: _Live, rows: list[FileRow]) -> None:
+        for r in rows:
+            if r.state in ("failed", "skipped") and r.error:
+                self._job_event(live, "file", path=r.src, state=r.state, error=r.error)
+
+    async def _settle(self, live: _Live, final_state: str) -> None:
+        job = live.job
+        with contextlib.suppress(Exception):
+            self._checkpoint(live)
+        for row in live.running.values():
+            if row.state == "running":
+                row.state = "queued" if final_state != "cancelled" else "cancelled"
+                with contextlib.suppress(Exception):
+                    self.journal.update_file(row)
+        if final_state == "cancelled":
+            with contextlib.suppress(Exception):
+                await self._cleanup_temps(job.id)
+        live.state = final_state
+        try:
+            current = self.journal.job(job.id).state
+            if not (current in ("paused", "cancelled") and final_state in ("queued", "paused")):
+                self.journal.set_job_state(job.id, final_state, live.error)
+            self.journal.release(job.id, self.me)
+        except FerryError as exc:
+            log.warning("could not record job %s as %s: %s", job.id, final_state, exc)
+        self._live.pop(job.id, None)
+        self._job_event(live)
+        if final_state in FINISHED_STATES:
+            self._finish_event(job.id)
+        self._poke()
+
+    async def _run_file(self, live: _Live, plan: Plan, row: FileRow) -> None:
+        progress = _FileProgress(live, row)
+        row.state, row.error = "running", None
+        live.running[row.id] = row
+        self.journal.update_file(row)
+        self._job_event(live, "file", path=row.src, state="running")
+        runner = download if live.job.spec.direction == "get" else upload
+        attempt = io_errors = 0
+        integrity_restarted = False
+        outcome: Outcome | None = None
+        error: str | None = None
+        while outcome is None and error is None:
+            try:
+                outcome = await runner(plan, row, progress, self._save_row)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                kind = _classify(exc)
+                message = self._message(exc, row)
+                if kind == "fatal-job":
+                    raise
+                if kind == "integrity" and not integrity_restarted:
+                    integrity_restarted = True
+                    log.warning("%s; transferring it again from the start", message)
+                    row.offset = 0
+                    progress.restart(0)
+                    continue
+                if kind == "io" and io_errors < IO_RETRIES:
+                    io_errors += 1
+                    plan.pool.prune()
+                    await asyncio.sleep(self.retry.delay(io_errors))
+                    continue
+                if kind == "conn" and attempt + 1 < self.retry.attempts:
+                    attempt += 1
+                    plan.pool.prune()
+                    delay = self.retry.delay(attempt)
+                    log.info("%s: %s; reconnecting in %.1fs (attempt %d)",
+                             live.job.spec.site, message, delay, attempt)
+                    self._job_event(live, "file", path=row.src, state="retrying", error=message)
+                    await asyncio.sleep(delay)
+                    continue
+                error = message
+        live.running.pop(row.id, None)
+        if outcome is not None:
+            row.state = outcome.state
+            row.dst = outcome.destination
+            row.sha256, row.verify = outcome.sha256, outcome.verify
+            row.error = outcome.note
+            if outcome.state == "done":
+                live.files_done += 1
+                row.offset = row.bytes_done = row.size
+            else:
+                live.files_skipped += 1
+                live.bytes_done += row.size - row.bytes_done
+                row.bytes_done = row.size
+        else:
+            row.state, row.error = "failed", error
+            live.files_failed += 1
+        live.dirty.pop(row.id, None)
+        self.journal.update_file(row)
+        self._audit(live, plan, row)
+        self._job_event(live, "file", path=row.src, state=row.state, error=row.error)
+
+    @staticmethod
+    def _message(exc: BaseException, row: FileRow) -> str:
+        if isinstance(exc, FerryError):
+            return exc.message
+        err = translate_sftp_error(exc, row.src)
+        return err.message
+
+    def _save_row(self, row: FileRow) -> None:
+        self.journal.update_file(row)
+
+    def _audit(self, live: _Live, plan: Plan, row: FileRow) -> None:
+        if row.state == "skipped" and row.error != "destination exists":
+            return
+        spec = live.job.spec
+        try:
+            self.audit.append(
+                "transfer.file",
+                job=live.job.id,
+                site=spec.site,
+                host=plan.site.host,
+                direction="download" if spec.direction == "get" else "upload",
+                source=row.src,
+                destination=row.dst,
+                size=row.size,
+                sha256=row.sha256,
+                verify=row.verify,
+                encrypted=plan.cipher is not None,
+                result=row.state,
+                error=row.error if row.state == "failed" else None,
+            )
+        except Exception:
+            log.exception("could not write the audit row for %s", row.src)
+
+    async def _cleanup_temps(self, job_id: int) -> None:
+        """Remove partial temp files of a cancelled job (ours by name; never final files)."""
+        rows = self.journal.files(job_id)
+        job = self.journal.job(job_id)
+        remote: list[str] = []
+        for row in rows:
+            if row.state in ("done", "skipped") or not row.temp or row.temp == row.dst:
+                continue
+            if job.spec.direction == "get":
+                with contextlib.suppress(OSError):
+                    if not os.path.islink(row.temp):
+                        os.unlink(row.temp)
+            else:
+                remote.append(row.temp)
+            row.offset = 0
+            row.temp = None
+            if row.state != "failed":
+                row.state = "cancelled"
+            self.journal.update_file(row)
+        if remote:
+            pool = self._pools.get(job.spec.site)
+            if pool is None or pool.closed:
+                return
+            with contextlib.suppress(Exception):
+                lane = await pool.lane()
+                try:
+                    for path in remote:
+                        with contextlib.suppress(asyncssh.SFTPError):
+                            await lane.sftp.remove(path)
+                finally:
+                    pool.release(lane)

@@ -1,0 +1,145 @@
+"""The transfer engine's public data types: job specs, job/file status, progress events.
+
+These are the types the TUI and the CLI code against (see :mod:`backend.transfers.engine`).
+Everything here is plain data: no I/O, no asyncssh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from backend.errors import UsageError
+from backend.names import display_name
+
+Direction = Literal["get", "put"]
+ConflictPolicy = Literal["overwrite", "newer", "size", "resume", "rename", "skip"]
+VerifyMode = Literal["none", "size", "sha256"]
+JobState = Literal["queued", "running", "paused", "done", "failed", "cancelled"]
+FileState = Literal["queued", "running", "paused", "done", "failed", "cancelled", "skipped"]
+EventKind = Literal["job", "file", "progress"]
+
+DIRECTIONS: tuple[str, ...] = ("get", "put")
+CONFLICT_POLICIES: tuple[str, ...] = ("overwrite", "newer", "size", "resume", "rename", "skip")
+VERIFY_MODES: tuple[str, ...] = ("none", "size", "sha256")
+FINISHED_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+UNFINISHED_STATES: frozenset[str] = frozenset({"queued", "running", "paused"})
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to transfer. ``get``: ``sources`` are remote paths on ``site``, ``destination`` a
+    local path; ``put``: the reverse. ``parallel``: files at once (None: the engine decides)."""
+
+    direction: Direction
+    site: str
+    sources: list[str]
+    destination: str
+    recursive: bool = False
+    on_conflict: ConflictPolicy = "resume"
+    verify: VerifyMode = "sha256"
+    parallel: int | None = None
+
+    def validate(self) -> JobSpec:
+        if self.direction not in DIRECTIONS:
+            raise UsageError(f"direction must be get or put, not {self.direction!r}")
+        if not self.site:
+            raise UsageError("a transfer needs a site")
+        if not self.sources:
+            raise UsageError("nothing to transfer: give at least one source")
+        if any(not s for s in self.sources):
+            raise UsageError("an empty source path was given")
+        if not self.destination:
+            raise UsageError("a transfer needs a destination")
+        if self.on_conflict not in CONFLICT_POLICIES:
+            raise UsageError(f"--on-conflict must be one of {', '.join(CONFLICT_POLICIES)}")
+        if self.verify not in VERIFY_MODES:
+            raise UsageError(f"--verify must be one of {', '.join(VERIFY_MODES)}")
+        if self.parallel is not None and not 1 <= self.parallel <= 256:
+            raise UsageError("--parallel must be 1-256")
+        return self
+
+    @property
+    def label(self) -> str:
+        first = self.sources[0].rstrip("/").rsplit("/", 1)[-1] or self.sources[0]
+        more = f" +{len(self.sources) - 1}" if len(self.sources) > 1 else ""
+        arrow = "from" if self.direction == "get" else "to"
+        return display_name(f"{first}{more} {arrow} {self.site}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobSpec:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        known["sources"] = list(known.get("sources", []))
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of one job (live figures for jobs this process runs, journal otherwise)."""
+
+    id: int
+    direction: Direction
+    site: str
+    label: str
+    state: JobState
+    bytes_done: int = 0
+    bytes_total: int = 0
+    speed: float = 0.0  # bytes/s, smoothed
+    eta: float | None = None  # seconds
+    files_done: int = 0
+    files_total: int = 0
+    files_failed: int = 0
+    files_skipped: int = 0
+    error: str | None = None
+    priority: int = 0
+    spec: JobSpec | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("spec", None)
+        return data
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    """One file of a job as the journal records it."""
+
+    id: int
+    job_id: int
+    source: str
+    destination: str
+    state: FileState
+    size: int
+    bytes_done: int
+    offset: int  # verified contiguous offset (resume point)
+    error: str | None = None
+    sha256: str | None = None
+    verify: str | None = None  # method actually used: sha256, size+tail, none
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TransferEvent:
+    """What subscribers receive. ``kind``: ``job`` (a job changed state), ``file`` (one file
+    started or finished; ``path`` names it), ``progress`` (throttled byte counts, ≤ ~10/s/job)."""
+
+    kind: EventKind
+    job_id: int
+    state: str
+    path: str | None = None
+    bytes_done: int = 0
+    bytes_total: int = 0
+    speed: float = 0.0
+    eta: float | None = None
+    error: str | None = None
+    files_done: int = 0
+    files_total: int = 0
+    files_failed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,195 @@
+"""Per-site pools of SSH connections and SFTP channels ("lanes") for the transfer engine.
+
+One :class:`SitePool` per site opens connections through the engine's connector (the one
+connection factory, :func:`backend.ssh.connect`, behind it) and SFTP channels on them, lazily:
+a new lane only when every open one is busy. At most ``site.max_parallel`` connections with
+:data:`LANES_PER_CONN` channels each (OpenSSH's sshd allows 10 sessions per connection).
+Several lanes matter for speed: OpenSSH gives each channel a 2 MiB window, so one big upload
+is split over several lanes, and many small files spread round trips over all of them.
+
+A lane whose connection broke is dropped with its connection (:meth:`SitePool.broken`); the
+next :meth:`SitePool.lane` reconnects. Back-off between attempts is the engine's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncssh
+
+from backend.errors import ConnectError, FerryError
+from backend.names import display_name
+from backend.sites.model import Site
+
+log = logging.getLogger("ferry.transfers")
+
+Connector = Callable[[str], Awaitable[tuple[Site, asyncssh.SSHClientConnection]]]
+
+LANES_PER_CONN = 4
+LANE_BUSY = 6  # files (or segment streams) on a lane before another lane is worth opening
+
+
+@dataclass(eq=False)
+class _Conn:
+    conn: asyncssh.SSHClientConnection
+    lanes: list[Lane] = field(default_factory=list)
+    dead: bool = False
+
+
+@dataclass(eq=False)
+class Lane:
+    """One SFTP channel. ``load`` counts the transfers using it right now."""
+
+    sftp: asyncssh.SFTPClient
+    owner: _Conn
+    load: int = 0
+
+    @property
+    def conn(self) -> asyncssh.SSHClientConnection:
+        return self.owner.conn
+
+    @property
+    def dead(self) -> bool:
+        return self.owner.dead
+
+    @property
+    def max_read(self) -> int:
+        return int(self.sftp.limits.max_read_len)
+
+    @property
+    def max_write(self) -> int:
+        return int(self.sftp.limits.max_write_len)
+
+
+class SitePool:
+    """Connections and lanes to one site."""
+
+    def __init__(self, name: str, connector: Connector) -> None:
+        self.name = name
+        self._connector = connector
+        self.site: Site | None = None
+        self._conns: list[_Conn] = []
+        self._lock = asyncio.Lock()
+        self.exec_ok: bool | None = None  # None until an exec was tried
+        self.closed = False
+
+    @property
+    def max_conns(self) -> int:
+        return self.site.max_parallel if self.site is not None else 4
+
+    @property
+    def max_lanes(self) -> int:
+        return self.max_conns * LANES_PER_CONN
+
+    def _lanes(self) -> list[Lane]:
+        return [lane for c in self._conns if not c.dead for lane in c.lanes]
+
+    async def ensure_site(self) -> Site:
+        """Connect once (if nothing is open yet) so the site's settings are known."""
+        if self.site is None or not self._lanes():
+            lane = await self.lane()
+            self.release(lane)
+        assert self.site is not None
+        return self.site
+
+    async def _open_conn(self) -> _Conn:
+        site, conn = await self._connector(self.name)
+        self.site = site
+        entry = _Conn(conn)
+        self._conns.append(entry)
+        return entry
+
+    async def _open_lane(self) -> Lane:
+        live = [c for c in self._conns if not c.dead]
+        target = next((c for c in live if len(c.lanes) < LANES_PER_CONN), None)
+        if target is None:
+            target = await self._open_conn()
+        try:
+            sftp = await target.conn.start_sftp_client()
+        except (asyncssh.Error, OSError) as exc:
+            self._kill(target)
+            raise ConnectError(
+                f"{self.name}: cannot open an SFTP channel: {display_name(str(exc))}"
+            ) from None
+        lane = Lane(sftp=sftp, owner=target)
+        target.lanes.append(lane)
+        return lane
+
+    async def lane(self) -> Lane:
+        """The least-loaded lane (a new one when all are busy and the limit allows)."""
+        if self.closed:
+            raise ConnectError(f"{self.name}: transfers are stopping")
+        async with self._lock:
+            lanes = self._lanes()
+            best = min(lanes, key=lambda ln: ln.load, default=None)
+            if best is None or (best.load >= LANE_BUSY and len(lanes) < self.max_lanes):
+                try:
+                    best = await self._open_lane()
+                except FerryError:
+                    if best is None:
+                        raise
+            best.load += 1
+            return best
+
+    async def lanes(self, count: int) -> list[Lane]:
+        """Up to ``count`` distinct lanes for one big file (opening new ones as allowed)."""
+        async with self._lock:
+            have = sorted(self._lanes(), key=lambda ln: ln.load)
+            while len(have) < min(count, self.max_lanes):
+                try:
+                    have.append(await self._open_lane())
+                except FerryError:
+                    if not have:
+                        raise
+                    break
+            chosen = have[:count]
+            for lane in chosen:
+                lane.load += 1
+            return chosen
+
+    def release(self, lane: Lane) -> None:
+        lane.load = max(0, lane.load - 1)
+
+    def connection(self) -> asyncssh.SSHClientConnection | None:
+        live = [c for c in self._conns if not c.dead]
+        return live[0].conn if live else None
+
+    def broken(self, lane: Lane | None) -> None:
+        """Drop ``lane``'s connection (it failed); the next request reconnects."""
+        if lane is not None:
+            self._kill(lane.owner)
+
+    def prune(self) -> None:
+        """After a connection-level failure: drop closed connections, or all when none is
+        visibly closed (a half-dead link), so the next request reconnects."""
+        closed = [c for c in self._conns if c.conn.is_closed()]
+        for entry in closed or list(self._conns):
+            self._kill(entry)
+
+    def _kill(self, entry: _Conn) -> None:
+        if entry.dead:
+            return
+        entry.dead = True
+        with contextlib.suppress(Exception):
+            entry.conn.close()
+        if entry in self._conns:
+            self._conns.remove(entry)
+        log.info("%s: dropped a broken connection", self.name)
+
+    async def close(self) -> None:
+        self.closed = True
+        conns, self._conns = self._conns, []
+        for entry in conns:
+            entry.dead = True
+            for lane in entry.lanes:
+                with contextlib.suppress(Exception):
+                    lane.sftp.exit()
+            with contextlib.suppress(Exception):
+                entry.conn.close()
+        for entry in conns:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(entry.conn.wait_closed(), 5)
