@@ -157,24 +157,24 @@ class FerryApp(App[None]):
         return sum(1 for job in jobs if job.state in ("queued", "running"))
 
     async def action_quit(self) -> None:
+        """Quit; first ask (Cancel focused) while transfers are queued or running."""
         running = self.running_transfers()
-        if running:
-            confirmed = await ask(
-                self,
-                ConfirmDialog(
-                    "Quit Ferry?",
-                    [
-                        f"{running} transfer(s) are still running or queued.",
-                        "Quitting stops them; they resume from where they stopped "
-                        "the next time Ferry starts.",
-                    ],
-                    danger=True,
-                    confirm_label="Quit",
-                ),
-            )
-            if not confirmed:
-                return
-        self.exit()
+        if not running:
+            self.exit()
+            return
+        dialog = ConfirmDialog(
+            "Quit Ferry?",
+            [
+                f"{running} transfer(s) are still running or queued.",
+                "Quitting stops them; they resume from where they stopped "
+                "the next time Ferry starts.",
+            ],
+            danger=True,
+            confirm_label="Quit",
+        )
+        # A callback, not ``await ask()``: the App's own handler must never wait on a dialog
+        # (keys reach the dialog through the App's message queue).
+        self.push_screen(dialog, callback=lambda yes: self.exit() if yes else None)
 
     # ------------------------------------------------------------------ connecting
 
@@ -184,7 +184,8 @@ class FerryApp(App[None]):
         Unlocks the vault with a masked passphrase dialog when the site (or a jump host) needs
         a password or key passphrase; asks about unknown host keys and pins accepted ones;
         shows a changed host key as a security warning. Any :class:`FerryError` is shown as a
-        one-line notification and re-raised.
+        one-line notification and re-raised. Call it from a worker or a screen's handler, not
+        from an App-level handler (the dialogs need the App's message loop).
         """
         try:
             site = self.store.get(name)
