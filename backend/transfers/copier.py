@@ -119,9 +119,9 @@ async def run_all(coros: list[Coroutine[Any, Any, None]]) -> None:
     for t in pending:
         t.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    for t in done:
-        if t.exception() is not None:
-            raise t.exception()  # type: ignore[misc]
+    errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
+    if errors:
+        raise errors[0]  # type: ignore[misc]
 
 
 def block_for(lanes: list[Lane], writing: bool) -> int:

@@ -202,6 +202,7 @@ class TransferEngine:
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._started = False
+        self._errors: dict[int, FerryError] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -343,6 +344,10 @@ class TransferEngine:
             rows = [live.running.get(r.id, r) for r in rows]
         return [r.status() for r in rows]
 
+    def job_error(self, job_id: int) -> FerryError | None:
+        """The error that failed a whole job here (auth, host key, config...), if any."""
+        return self._errors.get(job_id)
+
     async def wait(self, job_id: int) -> JobStatus:
         """Until the job is done, failed or cancelled (by anyone); returns its final status."""
         while True:
@@ -362,7 +367,8 @@ class TransferEngine:
                 log.exception("transfer event subscriber failed")
 
     def _job_event(self, live: _Live, kind: str = "job", path: str | None = None,
-                   state: str | None = None, error: str | None = None) -> None:
+                   state: str | None = None, error: str | None = None,
+                   row: FileRow | None = None) -> None:
         self._emit(TransferEvent(
             kind=kind,  # type: ignore[arg-type]
             job_id=live.job.id,
@@ -376,6 +382,9 @@ class TransferEngine:
             files_done=live.files_done,
             files_total=live.files_total,
             files_failed=live.files_failed,
+            destination=row.dst if row is not None else None,
+            sha256=row.sha256 if row is not None else None,
+            verify=row.verify if row is not None else None,
         ))
 
     def _finish_event(self, job_id: int) -> None:
@@ -563,6 +572,7 @@ class TransferEngine:
             final_state = live.stop_reason or "queued"
         except FerryError as exc:
             live.error = exc.message + (f" ({exc.hint})" if exc.hint else "")
+            self._errors[job.id] = exc
             final_state = "failed"
         except Exception as exc:  # a bug: keep the queue alive, report it on the job
             log.exception("transfer job %s crashed", job.id)
@@ -662,7 +672,7 @@ class TransferEngine:
         live.dirty.pop(row.id, None)
         self.journal.update_file(row)
         self._audit(live, plan, row)
-        self._job_event(live, "file", path=row.src, state=row.state, error=row.error)
+        self._job_event(live, "file", path=row.src, state=row.state, error=row.error, row=row)
 
     @staticmethod
     def _message(exc: BaseException, row: FileRow) -> str:

@@ -140,6 +140,9 @@ class TransferEvent:
     files_done: int = 0
     files_total: int = 0
     files_failed: int = 0
+    destination: str | None = None  # file events: where it went (final name)
+    sha256: str | None = None  # file events of finished files
+    verify: str | None = None  # method used: sha256, size+tail, aes-gcm, none
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -18,6 +18,7 @@ import shlex
 
 import asyncssh
 
+from backend.errors import ConnectError
 from backend.transfers.pool import SitePool
 
 log = logging.getLogger("ferry.transfers")
@@ -86,10 +87,14 @@ class RemoteHasher:
         try:
             result = await conn.run(command, check=False, timeout=EXEC_TIMEOUT, input="")
         except asyncssh.ChannelOpenError:
-            self._pool.exec_ok = False
+            if conn.is_closed():
+                raise ConnectError(f"{self._pool.name}: connection lost while verifying") from None
+            self._pool.exec_ok = False  # the server refuses exec (sftp-only account)
             return None
         except (asyncssh.ProcessError, TimeoutError, asyncssh.TimeoutError):
             return None
+        except (asyncssh.Error, OSError):
+            raise ConnectError(f"{self._pool.name}: connection lost while verifying") from None
         out = result.stdout if isinstance(result.stdout, str) else ""
         lines = [ln for ln in out.splitlines() if ln]
         digests = [m.group(1) if (m := _LINE.match(ln)) else None for ln in lines]

@@ -25,6 +25,7 @@ COMMAND_MODULES: list[str] = [
     "tui.cli.remote_cmd",
     "tui.cli.demo_cmd",
     "tui.cli.sites_cmd",
+    "tui.cli.transfer_cmd",
     "tui.cli.case_cmd",
 ]
 

@@ -1,0 +1,334 @@
+"""``ferry get``, ``ferry put`` and ``ferry queue``: the transfer engine from the command line.
+
+``get``/``put`` queue one job in the persistent journal and run it in this process until it
+finishes: progress bars (speed, ETA) on a terminal, one plain line per finished file otherwise,
+or one JSON event per line with ``--json``. Re-running the same command after an interruption
+continues the unfinished job from its verified offsets. Exit 0 when every file succeeded, 11
+when any failed (the failures are listed on stderr), or the code of a whole-job error (e.g. 7
+for an unknown host key). ``queue`` lists and controls jobs, including ones another ``ferry``
+process (or the TUI) is running: that process notices within a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+
+import humanize
+
+from backend.errors import ConfigError, TransferError, UsageError
+from backend.names import display_name
+from backend.remote import parse_remote_spec
+from backend.sites.model import Site
+from backend.transfers import JobSpec, JobStatus, Journal, TransferEngine, TransferEvent
+from backend.transfers.crypt import key_secret_name, parse_key
+from backend.transfers.model import CONFLICT_POLICIES, FINISHED_STATES, VERIFY_MODES
+from tui.cli.connect import connect_site
+from tui.cli.output import print_json
+
+EXIT_FAILED = TransferError.exit_code
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    get = sub.add_parser(
+        "get", help="download files from a site",
+        description="Download SITE:REMOTE paths into LOCAL (verified, resumable).",
+    )
+    get.add_argument("paths", nargs="+", metavar="SITE:REMOTE... LOCAL")
+    _options(get)
+    get.set_defaults(func=cmd_get)
+
+    put = sub.add_parser(
+        "put", help="upload files to a site",
+        description="Upload LOCAL paths to SITE:REMOTE (temp name, then rename; verified).",
+    )
+    put.add_argument("paths", nargs="+", metavar="LOCAL... SITE:REMOTE")
+    _options(put)
+    put.set_defaults(func=cmd_put)
+
+    queue = sub.add_parser("queue", help="list and control transfer jobs",
+                           description="List and control the transfer queue.")
+    qsub = queue.add_subparsers(dest="queue_command", metavar="ACTION")
+    ls = qsub.add_parser("list", help="jobs in the queue")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=cmd_queue_list)
+    for name, helptext in (("pause", "pause a job (even one another process runs)"),
+                           ("cancel", "cancel a job and remove its partial files")):
+        p = qsub.add_parser(name, help=helptext)
+        p.add_argument("job", type=int, metavar="JOB")
+        p.set_defaults(func=cmd_queue_control, action=name)
+    resume = qsub.add_parser("resume", help="run unfinished jobs (or JOB) here until done")
+    resume.add_argument("job", type=int, nargs="?", metavar="JOB")
+    resume.add_argument("--json", action="store_true", help="one JSON event per line")
+    resume.set_defaults(func=cmd_queue_resume)
+    retry = qsub.add_parser("retry", help="queue a failed job again and run it here")
+    retry.add_argument("job", type=int, metavar="JOB")
+    retry.add_argument("--json", action="store_true", help="one JSON event per line")
+    retry.set_defaults(func=cmd_queue_retry)
+
+
+def _options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-r", "--recursive", action="store_true", help="copy folders recursively")
+    p.add_argument("--on-conflict", choices=CONFLICT_POLICIES, default="resume",
+                   help="when the destination exists (default: resume)")
+    p.add_argument("--verify", choices=VERIFY_MODES, default="sha256",
+                   help="check each file after transfer (default: sha256)")
+    p.add_argument("--parallel", type=int, default=None, metavar="N",
+                   help="files at once (default 32)")
+    p.add_argument("--json", action="store_true", help="one JSON event per line")
+
+
+# -- the engine as the CLI uses it ------------------------------------------------------------
+
+
+async def _connector(name: str):  # type: ignore[no-untyped-def]
+    return await connect_site(name)
+
+
+async def _key_provider(site: Site) -> bytes:
+    from tui.cli.vault_cli import unlock_vault
+
+    vault = unlock_vault()
+    secret = vault.get(key_secret_name(site.name)) if vault is not None else None
+    if secret is None:
+        raise ConfigError(
+            f"site {site.name} encrypts at rest but the vault holds no key for it",
+            hint=f"store 64 hex digits as {key_secret_name(site.name)} in the vault",
+        )
+    return parse_key(secret, site.name)
+
+
+def make_engine(run_all_jobs: bool = False) -> TransferEngine:
+    return TransferEngine(_connector, key_provider=_key_provider, run_all_jobs=run_all_jobs)
+
+
+def _parse_get(paths: list[str]) -> tuple[str, list[str], str]:
+    if len(paths) < 2:
+        raise UsageError("ferry get needs SITE:REMOTE... LOCAL")
+    *sources, local = paths
+    site: str | None = None
+    remotes = []
+    for spec in sources:
+        parsed = parse_remote_spec(spec)
+        if parsed is None:
+            raise UsageError(f"expected SITE:REMOTE, got {spec!r}")
+        if site is not None and parsed[0] != site:
+            raise UsageError("all sources of one ferry get must be on the same site")
+        site = parsed[0]
+        remotes.append(parsed[1] or ".")
+    if parse_remote_spec(local) is not None and not local.startswith(("/", ".")):
+        raise UsageError(f"the last argument must be a local path, got {local!r}")
+    assert site is not None
+    return site, remotes, local
+
+
+def _parse_put(paths: list[str]) -> tuple[str, list[str], str]:
+    if len(paths) < 2:
+        raise UsageError("ferry put needs LOCAL... SITE:REMOTE")
+    *sources, target = paths
+    parsed = parse_remote_spec(target)
+    if parsed is None:
+        raise UsageError(f"the last argument must be SITE:REMOTE, got {target!r}")
+    return parsed[0], sources, parsed[1] or "."
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    site, sources, local = _parse_get(args.paths)
+    return _run_spec(JobSpec("get", site, sources, local, args.recursive, args.on_conflict,
+                             args.verify, args.parallel), args.json)
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    site, sources, remote = _parse_put(args.paths)
+    return _run_spec(JobSpec("put", site, sources, remote, args.recursive, args.on_conflict,
+                             args.verify, args.parallel), args.json)
+
+
+def _run_spec(spec: JobSpec, as_json: bool) -> int:
+    spec.validate()
+
+    async def run(engine: TransferEngine) -> list[int]:
+        return [await engine.adopt(spec)]
+
+    return _drive(run, as_json, run_all_jobs=False)
+
+
+def _drive(submit: Callable[[TransferEngine], object], as_json: bool, *,
+           run_all_jobs: bool) -> int:
+    """Run the engine here until the jobs ``submit`` returns have finished; report; exit code."""
+    return asyncio.run(_drive_async(submit, as_json, run_all_jobs))
+
+
+async def _drive_async(submit: Callable[[TransferEngine], object], as_json: bool,
+                       run_all_jobs: bool) -> int:
+    engine = make_engine(run_all_jobs)
+    reporter = _Reporter(as_json)
+    unsubscribe = engine.subscribe(reporter.event)
+    try:
+        await engine.start()
+        job_ids = await submit(engine)  # type: ignore[misc]
+        reporter.open(engine, job_ids)
+        statuses = [await engine.wait(j) for j in job_ids]
+    finally:
+        reporter.close()
+        unsubscribe()
+        await engine.stop()
+    return _summarise(engine, statuses)
+
+
+def _summarise(engine: TransferEngine, statuses: list[JobStatus]) -> int:
+    code = 0
+    for status in statuses:
+        if status.state == "done":
+            continue
+        whole = engine.job_error(status.id)
+        if whole is not None:
+            print(f"ferry: error: job {status.id}: {display_name(str(whole))}", file=sys.stderr)
+            code = code or whole.exit_code
+            continue
+        failed = [f for f in engine.files(status.id) if f.state == "failed"]
+        print(f"ferry: error: job {status.id} {status.state}: {len(failed)} of "
+              f"{status.files_total} files failed", file=sys.stderr)
+        for f in failed:
+            print(f"  {display_name(f.source)}: {display_name(f.error or 'failed')}",
+                  file=sys.stderr)
+        if status.state == "failed" and not failed and status.error:
+            print(f"  {display_name(status.error)}", file=sys.stderr)
+        code = code or EXIT_FAILED
+    return code
+
+
+class _Reporter:
+    """Progress bars on a terminal, a line per finished file otherwise, or JSON lines."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.tty = not as_json and sys.stderr.isatty()
+        self._progress = None
+        self._tasks: dict[int, object] = {}
+
+    def open(self, engine: TransferEngine, job_ids: list[int]) -> None:
+        if not self.tty:
+            return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._progress.start()
+        for status in engine.jobs():
+            if status.id in job_ids:
+                self._tasks[status.id] = self._progress.add_task(
+                    f"#{status.id} {status.label}", total=status.bytes_total or None,
+                    completed=status.bytes_done,
+                )
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def event(self, event: TransferEvent) -> None:
+        if self.as_json:
+            print(json.dumps(event.to_json()), flush=True)
+            return
+        if event.kind == "file" and event.state in ("done", "skipped", "failed"):
+            line = self._file_line(event)
+            if self._progress is not None:
+                from rich.text import Text
+
+                self._progress.console.print(Text(line))
+            else:
+                print(line, flush=True)
+        if self._progress is not None and event.job_id in self._tasks:
+            self._progress.update(
+                self._tasks[event.job_id],  # type: ignore[arg-type]
+                completed=event.bytes_done, total=event.bytes_total or None,
+            )
+
+    @staticmethod
+    def _file_line(event: TransferEvent) -> str:
+        src = display_name(event.path or "")
+        if event.state == "failed":
+            return f"failed   {src}: {display_name(event.error or '')}"
+        if event.state == "skipped":
+            return f"skipped  {src} ({display_name(event.error or 'exists')})"
+        dst = display_name(event.destination or "")
+        digest = f" sha256:{event.sha256[:16]}" if event.sha256 else ""
+        return f"done     {src} -> {dst}{digest} [{event.verify}]"
+
+
+# -- queue --------------------------------------------------------------------------------------
+
+
+def cmd_queue_list(args: argparse.Namespace) -> int:
+    statuses = Journal().statuses()
+    if args.json:
+        print_json([s.to_json() for s in statuses])
+        return 0
+    if not statuses:
+        print("the queue is empty")
+        return 0
+    for s in statuses:
+        size = humanize.naturalsize(s.bytes_total, binary=True)
+        done = humanize.naturalsize(s.bytes_done, binary=True)
+        failed = f", {s.files_failed} failed" if s.files_failed else ""
+        error = f"  ({display_name(s.error)})" if s.error else ""
+        print(f"{s.id:>4}  {s.state:<9} {s.direction:<3}  {display_name(s.label)}  "
+              f"{done}/{size}  {s.files_done}/{s.files_total} files{failed}{error}")
+    return 0
+
+
+def cmd_queue_control(args: argparse.Namespace) -> int:
+    journal = Journal()
+    if args.action == "pause":
+        journal.request_state(args.job, "paused", ["queued", "running"])
+        print(f"job {args.job} paused")
+        return 0
+
+    async def cancel() -> None:
+        engine = make_engine()
+        await engine.cancel(args.job)
+
+    asyncio.run(cancel())
+    print(f"job {args.job} cancelled")
+    return 0
+
+
+def cmd_queue_resume(args: argparse.Namespace) -> int:
+    async def submit(engine: TransferEngine) -> list[int]:
+        if args.job is not None:
+            await engine.resume(args.job)
+            return [args.job]
+        jobs = [j for j in engine.journal.job_rows(unfinished_only=True)
+                if not engine.journal.owned_by_other(j, engine.me)]
+        for job in jobs:
+            await engine.resume(job.id)  # paused ones too: "resume" means run them
+        return [j.id for j in jobs]
+
+    return _drive(submit, args.json, run_all_jobs=False)
+
+
+def cmd_queue_retry(args: argparse.Namespace) -> int:
+    async def submit(engine: TransferEngine) -> list[int]:
+        await engine.retry(args.job)
+        return [args.job]
+
+    return _drive(submit, args.json, run_all_jobs=False)
+
+
+__all__ = ["FINISHED_STATES", "register"]
