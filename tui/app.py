@@ -23,6 +23,7 @@ from backend.errors import (
     HostKeyChangedError,
 )
 from backend.hostkeys import PresentedKey, TrustDecision
+from backend.names import display_name
 from backend.sites.model import Site
 from backend.sites.store import SiteStore
 from backend.vault import MIN_PASSPHRASE, Vault
@@ -58,6 +59,23 @@ class FerryApp(App[None]):
         self.settings = Settings()
         self._vault: Vault | None = None
         self._settings_ok = True
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Notifications never interpret markup: their text is often a server's or a file's
+        (``[bold]x[red].txt`` must show literally); control characters are replaced."""
+        del markup
+        super().notify(
+            display_name(message), title=display_name(title), severity=severity,
+            timeout=timeout, markup=False,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -136,9 +136,9 @@ class HelpScreen(Screen[None]):
             title=Text(title, style="bold"), title_justify="left", show_header=False,
             box=None, padding=(0, 1), expand=True,
         )
-        table.add_column("key", style="bold", no_wrap=True, min_width=14)
-        table.add_column("does", ratio=2)
-        table.add_column("id", style="dim", no_wrap=True, ratio=1)
+        table.add_column("key", style="bold", no_wrap=True, min_width=12)
+        table.add_column("does", ratio=1)
+        table.add_column("id", style="dim", no_wrap=True, min_width=28)
         for row in rows:
             table.add_row(Text(row.keys), Text(row.description), Text(row.binding_id))
         return table
