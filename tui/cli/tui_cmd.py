@@ -7,10 +7,13 @@ from typing import Any
 
 
 def run_tui(site: str | None = None, demo: Any = None) -> bool:
-    """Open the TUI, optionally on ``site``. Returns False when the TUI is not available."""
+    """Open the TUI, optionally on ``site``. Returns False when the TUI is not installed
+    (Textual missing); any other import problem is a bug and propagates."""
     try:
-        from tui.app import FerryApp  # type: ignore[import-not-found]
-    except ImportError:
+        from tui.app import FerryApp
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("textual", "rich"):
+            raise
         return False
     FerryApp(start_site=site, demo=demo).run()
     return True
