@@ -30,6 +30,7 @@ class Proxy:
         self.port = 0
         self.connections = 0
         self.cuts = 0
+        self.transferred = 0  # bytes forwarded, both directions, all connections
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -102,6 +103,7 @@ class Proxy:
                     if not data:
                         break
                     total[0] += len(data)
+                    self.transferred += len(data)
                     if limit is not None and total[0] >= limit:
                         if not cut.is_set():
                             self.cuts += 1

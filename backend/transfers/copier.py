@@ -110,7 +110,7 @@ async def run_all(coros: list[Coroutine[Any, Any, None]]) -> None:
     if not tasks:
         return
     try:
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        _done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     except BaseException:
         for t in tasks:
             t.cancel()

@@ -188,7 +188,7 @@ class TransferEngine:
         self._connector = connector
         self.journal = journal or Journal()
         self.audit = audit or AuditLog()
-        self.retry = retry or RetryPolicy()
+        self.retry_policy = retry or RetryPolicy()
         self._key_provider = key_provider
         self._run_all = run_all_jobs
         self.me = f"{os.getpid()}:{secrets.token_hex(4)}"
@@ -465,7 +465,8 @@ class TransferEngine:
             if not self._run_all and job.id not in self._mine:
                 continue
             site = job.spec.site
-            if per_site.get(site, 0) >= self._limits.get(site, 4):
+            # until a connection told us the site's max_parallel, run one job there
+            if per_site.get(site, 0) >= self._limits.get(site, 1):
                 continue
             if self.journal.owned_by_other(job, self.me) or not self.journal.claim(job.id, self.me):
                 continue
@@ -498,10 +499,10 @@ class TransferEngine:
                 if _classify(exc) != "conn":
                     raise
                 attempt += 1
-                if attempt >= self.retry.attempts:
+                if attempt >= self.retry_policy.attempts:
                     raise
-                log.info("%s: %s; retrying in %.1fs", pool.name, exc, self.retry.delay(attempt))
-                await asyncio.sleep(self.retry.delay(attempt))
+                log.info("%s: %s; retrying in %.1fs", pool.name, exc, self.retry_policy.delay(attempt))
+                await asyncio.sleep(self.retry_policy.delay(attempt))
 
     async def _cipher(self, site: Site) -> Cipher | None:
         if not site.encrypt_at_rest:
@@ -522,7 +523,9 @@ class TransferEngine:
             self._job_event(live)
             pool = self._pool(spec.site)
             site = await self._connect(pool)
-            self._limits[spec.site] = site.max_parallel
+            if self._limits.get(spec.site) != site.max_parallel:
+                self._limits[spec.site] = site.max_parallel
+                self._poke()
             cipher = await self._cipher(site)
             if not job.planned:
                 lane = await pool.lane()
@@ -641,12 +644,12 @@ class TransferEngine:
                 if kind == "io" and io_errors < IO_RETRIES:
                     io_errors += 1
                     plan.pool.prune()
-                    await asyncio.sleep(self.retry.delay(io_errors))
+                    await asyncio.sleep(self.retry_policy.delay(io_errors))
                     continue
-                if kind == "conn" and attempt + 1 < self.retry.attempts:
+                if kind == "conn" and attempt + 1 < self.retry_policy.attempts:
                     attempt += 1
                     plan.pool.prune()
-                    delay = self.retry.delay(attempt)
+                    delay = self.retry_policy.delay(attempt)
                     log.info("%s: %s; reconnecting in %.1fs (attempt %d)",
                              live.job.spec.site, message, delay, attempt)
                     self._job_event(live, "file", path=row.src, state="retrying", error=message)
