@@ -69,6 +69,11 @@ class SitesScreen(Screen[None]):
     def on_mount(self) -> None:
         self.reload()
 
+    def on_screen_resume(self) -> None:
+        """Back from the browser (or a dialog): show fresh "last connected" stamps."""
+        if self.is_mounted:
+            self.reload()
+
     # ------------------------------------------------------------------ data
 
     @property
