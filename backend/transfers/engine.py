@@ -114,6 +114,7 @@ class _Live:
     last_bytes: int = 0
     last_time: float = field(default_factory=time.monotonic)
     last_sent: int = -1
+    planned: bool = False
 
     @property
     def eta(self) -> float | None:
@@ -424,7 +425,7 @@ class TransferEngine:
             rate = max(0, live.bytes_done - live.last_bytes) / elapsed
             live.speed = rate if live.speed == 0 else 0.7 * live.speed + 0.3 * rate
             live.last_bytes, live.last_time = live.bytes_done, now
-            if live.bytes_done != live.last_sent and live.state == "running":
+            if live.planned and live.bytes_done != live.last_sent and live.state == "running":
                 live.last_sent = live.bytes_done
                 self._job_event(live, "progress")
 
@@ -501,8 +502,9 @@ class TransferEngine:
                 attempt += 1
                 if attempt >= self.retry_policy.attempts:
                     raise
-                log.info("%s: %s; retrying in %.1fs", pool.name, exc, self.retry_policy.delay(attempt))
-                await asyncio.sleep(self.retry_policy.delay(attempt))
+                delay = self.retry_policy.delay(attempt)
+                log.info("%s: %s; retrying in %.1fs", pool.name, exc, delay)
+                await asyncio.sleep(delay)
 
     async def _cipher(self, site: Site) -> Cipher | None:
         if not site.encrypt_at_rest:
@@ -551,9 +553,7 @@ class TransferEngine:
                 else:
                     live.bytes_done += r.bytes_done
                     todo.append(r)
-            for r in rows:
-                if r.state == "failed" and not r.id:
-                    continue
+            live.planned = True
             self._announce_planned(live, rows)
             plan = Plan(site=site, pool=pool, hasher=self._hashers[spec.site],
                         on_conflict=spec.on_conflict, verify=spec.verify, cipher=cipher)
