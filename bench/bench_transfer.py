@@ -1,0 +1,272 @@
+"""Transfer benchmark: Ferry against OpenSSH ``sftp`` on the same files in the same run.
+
+Starts OpenSSH's sshd on loopback (``tests.servers.start_sshd``) and the WAN emulator
+(``bench.wan``: +20 ms each way = 40 ms RTT, bandwidth unlimited) in its own process, then
+times, for each workload, ``sftp -b`` (pinned host key, ``-i key``, ``-P port``) and Ferry's
+engine (default settings: SHA-256 verification by the server's ``sha256sum``, temp name and
+rename for uploads), and prints times and ratios with the targets. Memory: a child process
+downloads and uploads one sparse file over loopback and reports its peak RSS.
+
+``BENCH_QUICK=1`` uses smaller sizes (64 MiB instead of 256 MiB, 256 MiB instead of 1 GiB,
+200 files instead of 2000, 1 GiB sparse instead of 10 GiB). ``BENCH_ONLY=wan-down,...``
+picks workloads by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+MiB = 1024 * 1024
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+WAN_DELAY = 0.020  # one way
+BIG_WAN = (64 if QUICK else 256) * MiB
+BIG_LOCAL = (256 if QUICK else 1024) * MiB
+FOLDER_FILES = 200 if QUICK else 2000
+FOLDER_FILE_SIZE = 190_000
+SPARSE = (1024 if QUICK else 10 * 1024) * MiB
+
+
+@dataclass
+class Row:
+    name: str
+    sftp: float
+    ferry: float
+    target: float
+
+    @property
+    def ratio(self) -> float:
+        return self.sftp / self.ferry if self.ferry else 0.0
+
+
+def _fill(path: Path, size: int, seed: int) -> None:
+    block = os.urandom(MiB) if seed == 0 else (bytes([seed % 251]) * 64 + os.urandom(64)) * (
+        MiB // 128)
+    with open(path, "wb") as fh:
+        left = size
+        while left > 0:
+            n = min(left, MiB)
+            fh.write(block[:n])
+            left -= n
+
+
+def _make_folder(path: Path, count: int) -> None:
+    path.mkdir(parents=True)
+    for i in range(count):
+        (path / f"IM{i:05}.dcm").write_bytes(os.urandom(FOLDER_FILE_SIZE))
+
+
+class Bench:
+    def __init__(self, work: Path) -> None:
+        import asyncssh
+
+        from tests.servers import start_sshd
+
+        self.work = work
+        self.client_key = asyncssh.generate_private_key("ssh-ed25519")
+        self.sshd = start_sshd(work / "sshd", self.client_key)
+        self.kh = work / "known_hosts"
+        self.kh.write_text(f"[127.0.0.1]:{self.sshd.port} {self.sshd.host_key_line}\n")
+        from tests.servers import free_port
+
+        self.wan_port = free_port()
+        from bench import wan
+
+        self.wan = wan.start(self.wan_port, self.sshd.port, WAN_DELAY)
+        self.kh.write_text(
+            f"[127.0.0.1]:{self.sshd.port} {self.sshd.host_key_line}\n"
+            f"[127.0.0.1]:{self.wan_port} {self.sshd.host_key_line}\n"
+        )
+
+    def close(self) -> None:
+        self.wan.terminate()
+        self.wan.wait()
+        self.sshd.stop()
+
+    # -- OpenSSH sftp ---------------------------------------------------------------------
+    def sftp(self, port: int, commands: list[str]) -> float:
+        batch = self.work / "batch"
+        batch.write_text("\n".join(commands) + "\n")
+        argv = [
+            "sftp", "-q", "-b", str(batch), "-i", str(self.sshd.client_key_path),
+            "-P", str(port), "-o", f"UserKnownHostsFile={self.kh}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+            f"{self.sshd.user}@127.0.0.1",
+        ]
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - start
+
+    # -- Ferry ----------------------------------------------------------------------------
+    def ferry(self, port: int, direction: str, sources: list[str], dest: str,
+              recursive: bool = False) -> float:
+        return asyncio.run(self._ferry(port, direction, sources, dest, recursive))
+
+    async def _ferry(self, port: int, direction: str, sources: list[str], dest: str,
+                     recursive: bool) -> float:
+        from backend import ssh
+        from backend.transfers import JobSpec, TransferEngine
+
+        site = self.sshd.site("bench", port=port)
+
+        async def connector(name: str):  # type: ignore[no-untyped-def]
+            return site, await ssh.connect(site)
+
+        engine = TransferEngine(connector)
+        await engine.start()
+        try:
+            start = time.perf_counter()
+            job = await engine.submit(JobSpec(direction, "bench", sources, dest,  # type: ignore[arg-type]
+                                              recursive=recursive, on_conflict="overwrite"))
+            status = await engine.wait(job)
+            took = time.perf_counter() - start
+        finally:
+            await engine.stop()
+        if status.state != "done":
+            raise RuntimeError(f"ferry {direction} failed: {status.error}")
+        return took
+
+    # -- workloads ------------------------------------------------------------------------
+    def one_file(self, name: str, port: int, size: int, target: float) -> list[Row]:
+        src_dir = self.work / f"{name}-src"
+        src_dir.mkdir()
+        src = src_dir / "big.bin"
+        _fill(src, size, 0)
+        rows = []
+        for direction in ("down", "up"):
+            out = self.work / f"{name}-{direction}"
+            out.mkdir()
+            if direction == "down":
+                t_sftp = self.sftp(port, [f"get {src} {out}/sftp.bin"])
+                t_ferry = self.ferry(port, "get", [str(src)], str(out / "ferry.bin"))
+                same = _same(out / "ferry.bin", src)
+            else:
+                t_sftp = self.sftp(port, [f"put {src} {out}/sftp.bin"])
+                t_ferry = self.ferry(port, "put", [str(src)], str(out / "ferry.bin"))
+                same = _same(out / "ferry.bin", src)
+            if not same:
+                raise RuntimeError(f"{name} {direction}: ferry's copy differs")
+            rows.append(Row(f"{name} {size // MiB} MiB {direction}load", t_sftp, t_ferry,
+                            target if direction == "down" or name == "loopback" else
+                            (2.0 if name == "wan" else target)))
+            shutil.rmtree(out)
+        shutil.rmtree(src_dir)
+        return rows
+
+    def folder(self, port: int, target: float) -> list[Row]:
+        src = self.work / "study"
+        _make_folder(src, FOLDER_FILES)
+        rows = []
+        for direction in ("down", "up"):
+            a, b = self.work / f"f-sftp-{direction}", self.work / f"f-ferry-{direction}"
+            a.mkdir()
+            b.mkdir()
+            verb = "get" if direction == "down" else "put"
+            t_sftp = self.sftp(port, [f"{verb} -r {src} {a}/"])
+            t_ferry = self.ferry(port, verb, [str(src)], str(b) + "/", recursive=True)
+            if len(list((b / "study").iterdir())) != FOLDER_FILES:
+                raise RuntimeError("ferry's folder copy is incomplete")
+            rows.append(Row(f"wan {FOLDER_FILES} files x 190 KB {direction}load", t_sftp,
+                            t_ferry, target))
+            shutil.rmtree(a)
+            shutil.rmtree(b)
+        shutil.rmtree(src)
+        return rows
+
+    def memory(self) -> str:
+        src = self.work / "sparse.img"
+        with open(src, "wb") as fh:
+            fh.truncate(SPARSE)
+        out = self.work / "sparse-out"
+        out.mkdir()
+        code = (
+            "import resource,sys; from bench.bench_transfer import _child; "
+            f"_child({self.sshd.port}, {str(src)!r}, {str(out)!r}, {str(self.work)!r})"
+        )
+        env = {**os.environ, "PYTHONPATH": os.getcwd()}
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, check=True)
+        src.unlink()
+        shutil.rmtree(out)
+        return res.stdout.strip()
+
+
+def _same(a: Path, b: Path) -> bool:
+    import filecmp
+
+    return a.stat().st_size == b.stat().st_size and filecmp.cmp(a, b, shallow=False)
+
+
+def _child(port: int, src: str, out: str, work: str) -> None:
+    """Runs in a fresh process: download then upload a sparse file, print peak RSS."""
+    import pickle  # noqa: F401 - keep imports of the measured process minimal and explicit
+
+    import asyncssh
+
+    from tests.servers import SshdServer
+
+    sshd_dir = Path(work) / "sshd"
+    server = SshdServer(port=port, workdir=sshd_dir, host_key_path=sshd_dir /
+                        "ssh_host_ed25519_key", client_key_path=sshd_dir / "id_client",
+                        proc=None)  # type: ignore[arg-type]
+    del asyncssh
+    bench = Bench.__new__(Bench)
+    bench.sshd = server
+    start = time.perf_counter()
+    t1 = bench.ferry(port, "get", [src], out + "/")
+    t2 = bench.ferry(port, "put", [out + "/" + Path(src).name], out + "/back.img")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    size = os.path.getsize(src) / MiB
+    print(f"sparse {size:.0f} MiB: download {t1:.1f}s, upload {t2:.1f}s; peak RSS "
+          f"{rss:.0f} MiB (total {time.perf_counter() - start:.1f}s)")
+
+
+def main() -> None:
+    only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
+    work = Path(tempfile.mkdtemp(prefix="ferry-bench-", dir=os.environ.get("BENCH_DIR")))
+    bench = Bench(work)
+    rows: list[Row] = []
+    notes: list[str] = []
+    plan: list[tuple[str, Callable[[], list[Row]]]] = [
+        ("wan-file", lambda: bench.one_file("wan", bench.wan_port, BIG_WAN, 3.0)),
+        ("wan-folder", lambda: bench.folder(bench.wan_port, 15.0)),
+        ("loopback", lambda: bench.one_file("loopback", bench.sshd.port, BIG_LOCAL, 0.9)),
+    ]
+    try:
+        for name, run in plan:
+            if only and name not in only:
+                continue
+            print(f"running {name}...", flush=True)
+            rows += run()
+            _table(rows)
+        if not only or "memory" in only:
+            print("running memory...", flush=True)
+            notes.append(bench.memory())
+    finally:
+        bench.close()
+        shutil.rmtree(work, ignore_errors=True)
+    print("\n## Transfers (BENCH_QUICK=1)" if QUICK else "\n## Transfers")
+    _table(rows)
+    for note in notes:
+        print(note)
+
+
+def _table(rows: list[Row]) -> None:
+    print(f"{'workload':<38} {'sftp s':>8} {'ferry s':>8} {'ratio':>6} {'target':>7}  met")
+    for r in rows:
+        met = "yes" if r.ratio >= r.target else "NO"
+        print(f"{r.name:<38} {r.sftp:>8.2f} {r.ferry:>8.2f} {r.ratio:>5.2f}x {r.target:>6.1f}x"
+              f"  {met}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
