@@ -28,10 +28,9 @@ from backend.remote import RemoteEntry
 from backend.transfers.model import JobSpec, JobStatus, TransferEvent
 from tui.dialogs import ConfirmDialog, TextInputDialog, ask
 from tui.engine_bridge import bridge_for
-from tui.screens import status_bar
 from tui.screens.viewer import FileInfoScreen, ViewerScreen
 from tui.widgets.file_pane import FilePane, human_size
-from tui.widgets.queue_panel import QueuePanel
+from tui.widgets.queue_panel import QueuePanel, QueueSummary
 from tui.widgets.sources import LocalSource, RemoteSource, Source
 
 MAX_PLAN_LINES = 12
@@ -66,22 +65,28 @@ class BrowserScreen(Screen[None]):
 
     HELP_TITLE = "Browser"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("tab", "switch_pane", "Other pane", id="ferry.browser.switch_pane"),
+        Binding("tab", "switch_pane", "Other pane", show=False, id="ferry.browser.switch_pane"),
         Binding("f5", "copy", "Copy", id="ferry.browser.copy"),
         Binding("f6", "move", "Move", id="ferry.browser.move"),
         Binding("f7", "mkdir", "New folder", id="ferry.browser.mkdir"),
-        Binding("f2", "rename", "Rename", id="ferry.browser.rename"),
+        Binding("f2", "rename", "Rename", show=False, id="ferry.browser.rename"),
         Binding("f8,delete", "delete", "Delete", id="ferry.browser.delete"),
         Binding("f3,v", "view", "View", id="ferry.browser.view"),
-        Binding("i", "info", "Info", id="ferry.browser.info"),
+        Binding("i", "info", "Info", show=False, id="ferry.browser.info"),
         Binding("t", "toggle_queue", "Queue", id="ferry.browser.queue"),
-        Binding("L", "audit", "Audit log", id="ferry.browser.audit"),
-        Binding("escape", "back", "Back", id="ferry.browser.back"),
+        Binding("L", "audit", "Audit log", show=False, id="ferry.browser.audit"),
+        Binding("escape", "back", "Back", show=False, id="ferry.browser.back"),
     ]
 
     DEFAULT_CSS = """
     BrowserScreen #panes {
         height: 1fr;
+    }
+    BrowserScreen .browser-status {
+        height: 1;
+        width: 100%;
+        background: $panel;
+        color: $foreground;
     }
     BrowserScreen QueuePanel {
         display: none;
@@ -110,7 +115,8 @@ class BrowserScreen(Screen[None]):
             else:
                 yield FilePane(LocalSource(self.local_dir), id="right")
         yield QueuePanel(id="queue")
-        yield status_bar()
+        # In the flow, not docked: a second bottom-docked widget would sit under the Footer.
+        yield QueueSummary(classes="browser-status")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

@@ -152,6 +152,9 @@ class FileTable(DataTable[Any]):
     def pane(self) -> FilePane:
         return self.query_ancestor(FilePane)
 
+    def on_resize(self, event: Resize) -> None:
+        self.pane.fit_columns()
+
     def action_pane_up(self) -> None:
         self.pane.go_up()
 
@@ -425,7 +428,8 @@ class FilePane(Vertical):
         self._update_status()
         self.last_render_seconds = time.perf_counter() - started
 
-    def on_resize(self, event: Resize) -> None:
+    def fit_columns(self) -> None:
+        """Re-plan the columns for the table's current width (rebuild only if they change)."""
         if self.entries and self._ensure_columns():
             self.refresh_rows()
 
@@ -443,7 +447,7 @@ class FilePane(Vertical):
         if entry is not None:
             marker = self.markers.get(entry.name)
             if marker is not None:
-                parts.append(f"{marker.state}: {marker.detail}")
+                parts.append(marker.detail)
             elif entry.kind == "link" and entry.link_target:
                 parts.append(f"→ {entry.link_target}")
         self.query_one(".pane-status", Static).update(Text(" · ".join(parts), no_wrap=True,

@@ -206,6 +206,7 @@ class QueuePanel(_QueueListener, Vertical):
     DEFAULT_CSS = """
     QueuePanel {
         height: 12;
+        max-height: 50%;
         border: round $primary;
         border-title-align: left;
     }
@@ -225,27 +226,57 @@ class QueuePanel(_QueueListener, Vertical):
     }
     """
 
-    COLUMNS: ClassVar[list[tuple[str, str, int]]] = [
-        ("name", "Transfer", 22),
-        ("dir", "Dir", 4),
-        ("progress", "Progress", BAR_WIDTH + 5),
-        ("bytes", "Bytes", 21),
-        ("speed", "Speed", 11),
-        ("eta", "ETA", 10),
-        ("state", "State", 9),
+    # key, header, width, name width that must remain for the column to be shown
+    COLUMNS: ClassVar[list[tuple[str, str, int, int]]] = [
+        ("progress", "Progress", BAR_WIDTH + 5, 0),
+        ("state", "State", 9, 0),
+        ("bytes", "Bytes", 21, 16),
+        ("speed", "Speed", 11, 18),
+        ("eta", "ETA", 10, 20),
+        ("dir", "Dir", 4, 22),
     ]
+    ORDER: ClassVar[tuple[str, ...]] = ("name", "dir", "progress", "bytes", "speed", "eta",
+                                        "state")
 
     def compose(self) -> ComposeResult:
-        table = QueueTable(cursor_type="row")
-        for key, label, width in self.COLUMNS:
-            table.add_column(label, key=key, width=width)
-        yield table
+        yield QueueTable(cursor_type="row")
         yield Static("", classes="queue-detail")
         yield Static("", classes="queue-totals")
 
+    def plan_columns(self, width: int) -> dict[str, int]:
+        """Columns that fit ``width`` (2 cells of padding each); the name takes the rest."""
+        chosen: dict[str, int] = {}
+        used = 2
+        for key, _label, w, keep in self.COLUMNS:
+            if width - used - (w + 2) >= max(keep, 12):
+                chosen[key] = w
+                used += w + 2
+        chosen["name"] = max(width - used - 1, 12)
+        return chosen
+
+    def on_resize(self) -> None:
+        self._fit_columns()
+
+    def _fit_columns(self) -> bool:
+        width = self.table.size.width or max(self.size.width - 2, 0)
+        plan = self.plan_columns(width)
+        if plan == self._columns:
+            return False
+        self._columns = plan
+        labels = {k: label for k, label, _w, _keep in self.COLUMNS} | {"name": "Transfer"}
+        table = self.table
+        table.clear(columns=True)
+        for key in self.ORDER:
+            if key in plan:
+                table.add_column(labels[key], key=key, width=plan[key])
+        self.model.dirty = True
+        return True
+
     def on_mount(self) -> None:
         self.border_title = "Transfers"
+        self._columns: dict[str, int] = {}
         self._listen()
+        self._fit_columns()
         self.redraw()
 
     def on_unmount(self) -> None:
@@ -286,15 +317,16 @@ class QueuePanel(_QueueListener, Vertical):
 
     def _cells(self, job: JobStatus) -> tuple[Any, ...]:
         total = job.bytes_total
-        return (
-            Text(display_name(job.label), no_wrap=True, overflow="ellipsis"),
-            "get" if job.direction == "get" else "put",
-            bar(job.bytes_done if job.state != "done" else total, total),
-            f"{size_text(job.bytes_done)}/{size_text(total)}",
-            speed_text(job.speed) if job.state == "running" else "",
-            eta_text(job.eta, job.state),
-            Text(job.state, style=STATE_STYLES.get(job.state, "")),
-        )
+        cells: dict[str, Any] = {
+            "name": Text(display_name(job.label), no_wrap=True, overflow="ellipsis"),
+            "dir": "get" if job.direction == "get" else "put",
+            "progress": bar(job.bytes_done if job.state != "done" else total, total),
+            "bytes": f"{size_text(job.bytes_done)}/{size_text(total)}",
+            "speed": speed_text(job.speed) if job.state == "running" else "",
+            "eta": eta_text(job.eta, job.state),
+            "state": Text(job.state, style=STATE_STYLES.get(job.state, "")),
+        }
+        return tuple(cells[k] for k in self.ORDER if k in self._columns)
 
     def _update_detail(self) -> None:
         job = self.selected()
