@@ -88,7 +88,7 @@ class AuditScreen(Screen[None]):
         self.reload()
 
     @property
-    def log(self) -> AuditLog:
+    def audit_log(self) -> AuditLog:
         if self._log is None:
             self._log = AuditLog()
         return self._log
@@ -111,7 +111,7 @@ class AuditScreen(Screen[None]):
     @work(exclusive=True, group="audit", exit_on_error=False)
     async def _query(self, text: str) -> None:
         try:
-            records = await asyncio.to_thread(self.log.query, None, None, LIMIT, text or None)
+            records = await asyncio.to_thread(self.audit_log.query, None, None, LIMIT, text or None)
         except FerryError as exc:
             self.notify(exc.message, title="Audit log", severity="error")
             return
