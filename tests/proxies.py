@@ -108,6 +108,8 @@ class Proxy:
                         if not cut.is_set():
                             self.cuts += 1
                             cut.set()
+                            for w in (writer, up_w):  # wake the other pump: cut both ways now
+                                w.transport.abort()
                         break
                     dst.write(data)
                     await dst.drain()

@@ -50,18 +50,20 @@ async def test_encrypted_upload_then_decrypting_download(ferry_home, sftp_server
     assert not os.path.exists(out / "scan.dcm.ferry")
 
 
-async def test_interrupted_encrypted_upload_resumes_to_the_same_container(ferry_home,
-                                                                          sftp_server, tmp_path):
+async def test_interrupted_encrypted_upload_resumes_to_the_same_container(ferry_home, sshd,
+                                                                          tmp_path):
     src = tmp_path / "big.zip"
-    want = write_random(src, 6 * MiB, seed=2)
-    with Proxy(sftp_server.port, drop_after=3 * MiB) as proxy:
+    want = write_random(src, 10 * MiB, seed=2)
+    dest = tmp_path / "in"
+    dest.mkdir()
+    with Proxy(sshd.port, drop_after=6 * MiB, rate=4_000_000) as proxy:
         status, files = await run(
-            lambda: sftp_server.site("enc", port=proxy.port, encrypt_at_rest=True),
-            JobSpec("put", "enc", [str(src)], "/in/"))
+            lambda: sshd.site("enc", port=proxy.port, encrypt_at_rest=True),
+            JobSpec("put", "enc", [str(src)], str(dest) + "/"))
         assert proxy.cuts == 1
-        assert proxy.transferred < 8 * MiB  # continued at a segment, not re-sent from 0
+        assert proxy.transferred < 14 * MiB  # continued at a segment, not re-sent from 0
     assert status.state == "done", files
-    stored = sftp_server.root / "in" / "big.zip.ferry"
+    stored = dest / "big.zip.ferry"
     assert files[0].sha256 == sha256_of(stored)
     plain = tmp_path / "check.zip"
     decrypt_file(stored, plain, key=KEY)

@@ -66,7 +66,7 @@ async def test_upload_to_openssh_cut_mid_file_completes(ferry_home, sshd, tmp_pa
     dest = tmp_path / "sshd-dest"
     dest.mkdir()
     # the server->client direction carries only acks for an upload: cut after a few of them
-    with Proxy(sshd.port, drop_after=5 * MiB) as proxy:
+    with Proxy(sshd.port, drop_after=5 * MiB, rate=6_000_000) as proxy:
         status, files = await run_job(
             lambda: sshd.site("real", port=proxy.port),
             JobSpec("put", "real", [str(src)], str(dest) + "/"),
