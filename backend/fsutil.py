@@ -8,8 +8,10 @@ never through a symlink, and only under the chosen local root.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 from backend.errors import UnsafeNameError
@@ -56,6 +58,18 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an advisory exclusive lock (flock) on ``lock_path`` (created 0600) for the block."""
+    ensure_private_dir(Path(lock_path).parent)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def safe_join(root: Path, *parts: str) -> Path:

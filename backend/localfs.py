@@ -16,23 +16,20 @@ from pathlib import Path
 
 from backend.errors import ConfigError, PermissionDeniedError
 from backend.names import display_name, validate_name
-from backend.remote import VIEW_LIMIT, EntryKind, Listing, RemoteEntry, WalkItem, sftp_errors
-
-
-def _kind(mode: int) -> EntryKind:
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISLNK(mode):
-        return "link"
-    return "other"
+from backend.remote import (
+    VIEW_LIMIT,
+    Listing,
+    RemoteEntry,
+    WalkItem,
+    entry_kind,
+    sftp_errors,
+)
 
 
 def _entry(name: str, st: os.stat_result, link_target: str | None = None) -> RemoteEntry:
     return RemoteEntry(
         name=name,
-        kind=_kind(st.st_mode),
+        kind=entry_kind(st.st_mode),
         size=st.st_size,
         mtime=st.st_mtime,
         mode=stat.S_IMODE(st.st_mode),

@@ -103,7 +103,8 @@ def sftp_errors(path: str) -> Iterator[None]:
         raise translate_sftp_error(exc, path) from None
 
 
-def _kind(mode: int | None) -> EntryKind:
+def entry_kind(mode: int | None) -> EntryKind:
+    """The entry type of a ``st_mode`` / SFTP permissions value."""
     if mode is None:
         return "other"
     if stat.S_ISDIR(mode):
@@ -119,7 +120,7 @@ def entry_from_attrs(name: str, attrs: asyncssh.SFTPAttrs) -> RemoteEntry:
     mode = attrs.permissions
     return RemoteEntry(
         name=name,
-        kind=_kind(mode),
+        kind=entry_kind(mode),
         size=int(attrs.size or 0),
         mtime=float(attrs.mtime) if attrs.mtime is not None else None,
         mode=(mode or 0) & 0o7777,

@@ -21,12 +21,9 @@ registered with the log redactor.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import secrets
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -34,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from backend.errors import VaultError
-from backend.fsutil import atomic_write, ensure_private_dir
+from backend.fsutil import atomic_write, exclusive_lock
 from backend.log import register_secret
 
 MAGIC = b"FERRYVLT"
@@ -174,15 +171,8 @@ class Vault:
         sealed = AESGCM(key).encrypt(nonce, plaintext, header)
         atomic_write(self.path, header + sealed, mode=0o600)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        ensure_private_dir(self.path.parent)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(self._lock_path)
 
 
 def _check_passphrase(passphrase: str) -> None:

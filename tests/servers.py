@@ -36,6 +36,23 @@ def write_private_key(key: asyncssh.SSHKey, path: Path) -> Path:
     return path
 
 
+def site_for(server: InProcessServer | SshdServer, name: str, pinned: bool,
+             changes: dict[str, object]) -> Site:
+    """A validated key-auth Site for ``server``, its host key pinned unless ``pinned=False``."""
+    site = Site(
+        name=name,
+        host=server.host,
+        port=server.port,
+        user=server.user,
+        auth="key",
+        key_file=str(server.client_key_path),
+        host_keys=[server.host_key_line] if pinned else [],
+    )
+    for key, value in changes.items():
+        setattr(site, key, value)
+    return site.validate()
+
+
 @dataclass
 class InProcessServer:
     """An in-process asyncssh SFTP server and the client key that may log in to it."""
@@ -61,18 +78,7 @@ class InProcessServer:
         return key_line(self.server.host_key)
 
     def site(self, name: str = "local", *, pinned: bool = True, **changes: object) -> Site:
-        site = Site(
-            name=name,
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            auth="key",
-            key_file=str(self.client_key_path),
-            host_keys=[self.host_key_line] if pinned else [],
-        )
-        for key, value in changes.items():
-            setattr(site, key, value)
-        return site.validate()
+        return site_for(self, name, pinned, changes)
 
 
 @dataclass
@@ -95,18 +101,7 @@ class SshdServer:
         return key_line(asyncssh.read_private_key(self.host_key_path))
 
     def site(self, name: str = "real", *, pinned: bool = True, **changes: object) -> Site:
-        site = Site(
-            name=name,
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            auth="key",
-            key_file=str(self.client_key_path),
-            host_keys=[self.host_key_line] if pinned else [],
-        )
-        for key, value in changes.items():
-            setattr(site, key, value)
-        return site.validate()
+        return site_for(self, name, pinned, changes)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from backend.cases import packer
+from backend.checksum import local_sha256_sync
 from backend.errors import UsageError
 
 
@@ -53,7 +54,7 @@ def test_packed_zip_round_trips_same_names_and_bytes(tmp_path: Path) -> None:
         assert sorted(zf.namelist()) == sorted(files)
         for name, data in files.items():
             assert zf.read(name) == data
-    assert result.sha256 == packer.sha256_file(result.path)
+    assert result.sha256 == local_sha256_sync(str(result.path))
     assert result.size == result.path.stat().st_size
     assert not list(tmp_path.glob(".out.zip*")), "no temporary file is left behind"
 

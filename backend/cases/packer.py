@@ -168,14 +168,6 @@ def check_zip(path: Path) -> list[str]:
     return names
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _zip_time(mtime: float) -> tuple[int, int, int, int, int, int]:
     import time
 

@@ -27,6 +27,7 @@ from backend.audit import AuditLog
 from backend.cases import packer, presets, transport
 from backend.cases.folders import CaseFolders, case_folders, ensure_dirs
 from backend.cases.store import SENT, CaseStore, now
+from backend.checksum import local_sha256
 from backend.errors import ConfigError, FerryError, IntegrityError, UsageError
 from backend.fsutil import ensure_private_dir
 from backend.sites.model import Site
@@ -120,7 +121,7 @@ async def send_study(
     elif source.suffix.lower() == ".zip":
         files = await asyncio.to_thread(packer.check_zip, source)
         local_zip = source
-        sha256 = await asyncio.to_thread(packer.sha256_file, source)
+        sha256 = await local_sha256(str(source))
         size = source.stat().st_size
     else:
         raise UsageError(f"{source}: give a study folder or a .zip file")

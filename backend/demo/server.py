@@ -8,8 +8,6 @@ like an sftp-only account. Tests inject faults by passing their own ``SFTPServer
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import hmac
 import os
 import posixpath
@@ -19,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
+
+from backend.checksum import local_sha256
+from backend.errors import FerryError
 
 SFTPFactory = Callable[..., asyncssh.SFTPServer]
 
@@ -48,14 +49,6 @@ def confine(root: Path, remote_path: str) -> Path:
     return local
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _exec_handler(root: Path) -> Callable[[asyncssh.SSHServerProcess], object]:
     async def handle(process: asyncssh.SSHServerProcess) -> None:
         try:
@@ -71,9 +64,9 @@ def _exec_handler(root: Path) -> Callable[[asyncssh.SSHServerProcess], object]:
         for arg in paths:
             try:
                 local = confine(root, arg)
-                digest = await asyncio.to_thread(_sha256_file, local)
+                digest = await local_sha256(str(local))
                 process.stdout.write(f"{digest}  {arg}\n")
-            except (OSError, PermissionError):
+            except (OSError, FerryError):
                 process.stderr.write(f"sha256sum: {arg}: No such file or directory\n")
                 status = 1
         process.exit(status)

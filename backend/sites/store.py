@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import fields
@@ -28,7 +26,7 @@ from tomlkit.items import Table
 
 from backend import paths
 from backend.errors import ConfigError
-from backend.fsutil import atomic_write, ensure_private_dir
+from backend.fsutil import atomic_write, exclusive_lock
 from backend.sites.model import Site
 
 # Keys that would hold a secret in clear; each maps to the CLI option that stores it properly.
@@ -270,15 +268,8 @@ class SiteStore:
             f"{where}: {problem}", hint="fix the file by hand; Ferry left it untouched"
         )
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        ensure_private_dir(self.path.parent)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(self._lock_path)
 
     @contextlib.contextmanager
     def _editing(self) -> Iterator[tuple[tomlkit.TOMLDocument, dict[str, Site]]]:
