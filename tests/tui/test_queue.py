@@ -140,7 +140,7 @@ async def slow_server(tmp_path, host_key, client_key, sftp_server):
 
 async def test_pause_and_resume_from_the_queue_panel(ferry_home, slow_server, tmp_path,
                                                      monkeypatch):
-    payload = bytes(range(256)) * 8192  # 2 MiB
+    payload = bytes(range(256)) * 4096 * 6  # 6 MiB: about 8 s at the server's pace
     make_tree(slow_server.root / "data", {"big.raw": payload})
     local = local_dir(tmp_path, monkeypatch)
     save_site(slow_server.site("slow", remote_dir="/data"))
@@ -164,6 +164,7 @@ async def test_pause_and_resume_from_the_queue_panel(ferry_home, slow_server, tm
         assert _jobs(app)[0].state == "paused"
         assert not (local / "big.raw").exists()  # nothing under the final name while paused
         await pilot.press("p")
+        await wait_for(pilot, lambda: _jobs(app)[0].state in ("queued", "running", "done"))
         await _finished(pilot, app, 1)
         assert _jobs(app)[0].state == "done"
         assert (local / "big.raw").read_bytes() == payload

@@ -94,6 +94,10 @@ def _queue(theme: str):
         _freeze(LOCAL)  # the copies were just written: give them the fixed time too
         screen.left.reload()
         await loaded(pilot, screen.left, str(LOCAL))
+        await goto(pilot, screen.right, "CASE-20261119-0032")
+        await goto(pilot, screen.left, "CASE-20261118-0031")
+        panel.table.focus()
+        panel.table.move_cursor(row=0)
         app.clear_notifications()
         await pilot.pause()
 

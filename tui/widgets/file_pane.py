@@ -367,8 +367,9 @@ class FilePane(Vertical):
         self._load_worker(path, focus_name)
 
     def reload(self, focus_name: str | None = None) -> None:
-        current = self.current_entry()
-        self.load(self.path, focus_name or (current.name if current else None))
+        """List the current folder again; the cursor stays on the entry it is on when the new
+        listing arrives (or moves to ``focus_name``)."""
+        self.load(self.path, focus_name)
 
     @work(exclusive=True, group="listing", exit_on_error=False)
     async def _load_worker(self, path: str, focus_name: str | None) -> None:

@@ -123,6 +123,10 @@ class _QueueListener:
 
     def _tick(self: Any) -> None:
         model: QueueModel = self.model
+        bridge = bridge_for(self.app)
+        if bridge.engine is not getattr(self.app, "engine", None):
+            bridge.attach()  # the engine started (or stopped) after this widget mounted
+            model.stale = True
         if model.stale:
             model.jobs = bridge_for(self.app).jobs()
             model.stale = False
@@ -257,8 +261,14 @@ class QueuePanel(_QueueListener, Vertical):
     def on_resize(self) -> None:
         self._fit_columns()
 
+    def redraw(self) -> None:
+        self._fit_columns()  # cheap when nothing changed; catches the first real width
+        self._draw()
+
     def _fit_columns(self) -> bool:
         width = self.table.size.width or max(self.size.width - 2, 0)
+        if width <= 0:
+            return False  # hidden: plan when shown
         plan = self.plan_columns(width)
         if plan == self._columns:
             return False
@@ -276,7 +286,6 @@ class QueuePanel(_QueueListener, Vertical):
         self.border_title = "Transfers"
         self._columns: dict[str, int] = {}
         self._listen()
-        self._fit_columns()
         self.redraw()
 
     def on_unmount(self) -> None:
@@ -294,7 +303,7 @@ class QueuePanel(_QueueListener, Vertical):
         row = self.table.cursor_row
         return rows[row] if 0 <= row < len(rows) else None
 
-    def redraw(self) -> None:
+    def _draw(self) -> None:
         table = self.table
         rows = self.model.rows()
         cursor = table.cursor_row
