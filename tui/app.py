@@ -88,6 +88,9 @@ class FerryApp(App[None]):
 
         await self.push_screen(SitesScreen())
         await self._start_engine()
+        from tui.screens.shares import start_share_events
+
+        start_share_events(self)  # download notices from a running share service
         if self.start_site:
             self.open_browser(self.start_site)
 

@@ -75,6 +75,9 @@ class BrowserScreen(Screen[None]):
         Binding("i", "info", "Info", show=False, id="ferry.browser.info"),
         Binding("t", "toggle_queue", "Queue", id="ferry.browser.queue"),
         Binding("L", "audit", "Audit log", show=False, id="ferry.browser.audit"),
+        Binding("ctrl+s", "share", "Share…", id="ferry.browser.share"),
+        Binding("W", "shares", "Shares", show=False, id="ferry.browser.shares"),
+        Binding("c", "cases", "Cases", show=False, id="ferry.browser.cases"),
         Binding("escape", "back", "Back", show=False, id="ferry.browser.back"),
     ]
 
@@ -200,6 +203,23 @@ class BrowserScreen(Screen[None]):
         from tui.screens.audit import AuditScreen
 
         self.app.push_screen(AuditScreen())
+
+    def action_share(self) -> None:
+        from tui.dialogs.share import share_file
+
+        entry = self.active.current_entry()
+        if entry is not None and self.active.source is not None:
+            share_file(self.app, self.active.source, self.active.path_of(entry), entry)
+
+    def action_shares(self) -> None:
+        from tui.screens.shares import open_shares
+
+        open_shares(self.app)
+
+    def action_cases(self) -> None:
+        from tui.screens.cases import open_cases
+
+        open_cases(self)
 
     def on_file_pane_file_opened(self, event: FilePane.FileOpened) -> None:
         self._view(event.pane, event.entry)

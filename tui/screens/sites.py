@@ -51,6 +51,7 @@ class SitesScreen(Screen[None]):
         Binding("k", "keygen", "Generate key", id="ferry.sites.keygen", show=False),
         Binding("l", "local", "Local files", id="ferry.sites.local", show=False),
         Binding("r", "reload", "Reload", id="ferry.sites.reload", show=False),
+        Binding("S", "shares", "Shares", id="ferry.sites.shares", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -150,6 +151,11 @@ class SitesScreen(Screen[None]):
 
     def action_reload(self) -> None:
         self.reload()
+
+    def action_shares(self) -> None:
+        from tui.screens.shares import open_shares
+
+        open_shares(self.app)
 
     def action_add(self) -> None:
         self.app.push_screen(

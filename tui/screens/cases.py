@@ -1,0 +1,473 @@
+"""The case view of a site with a provider layout (``inbox-outbox`` or ``study-io``).
+
+One row per case/study with its state and the time it got there; the highlighted case's
+times and paths underneath. Actions are :mod:`backend.cases` calls run in workers: send a study
+(``send_study``; the upload is a transfer-engine job, so it shows in the queue), fetch results
+(``fetch_results``: polls until the results are stable, downloads and verifies them), open the
+downloaded text report in the viewer, and archive (``plan_archive`` shown in a confirmation,
+then ``archive(plan=...)`` moves exactly those cases). While the screen is shown a background
+poll refreshes the states every ``poll_interval`` seconds and notifies when results become
+ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Static
+
+from backend.cases import presets
+from backend.cases.archiving import archive, plan_archive
+from backend.cases.fetch import fetch_results
+from backend.cases.send import send_study
+from backend.cases.status import CaseStatus, case_list
+from backend.cases.store import ARCHIVED, DOWNLOADED, PROCESSING, READY, SENT
+from backend.cases.watch import CaseEvent
+from backend.errors import FerryError
+from backend.names import display_name
+from tui.dialogs import ConfirmDialog, TextInputDialog, ask
+from tui.dialogs.text import plain
+from tui.screens import status_bar
+
+POLL_INTERVAL = 15.0
+CASE_LAYOUTS = (presets.STUDY_IO, presets.INBOX_OUTBOX)
+MAX_PLAN_LINES = 12
+
+_STATE_STYLE = {
+    SENT: "",
+    PROCESSING: "italic",
+    READY: "bold",
+    DOWNLOADED: "",
+    ARCHIVED: "dim",
+}
+_STATE_TIME = {
+    SENT: "sent_at",
+    PROCESSING: "sent_at",
+    READY: "ready_at",
+    DOWNLOADED: "downloaded_at",
+    ARCHIVED: "archived_at",
+}
+
+
+def local_time(stamp: str | None) -> str:
+    """A stored UTC ISO time as local ``YYYY-MM-DD HH:MM`` ("—" when unknown)."""
+    if not stamp:
+        return "—"
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return display_name(stamp)[:16]
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def state_since(case: CaseStatus) -> str:
+    return local_time(getattr(case, _STATE_TIME.get(case.state, "sent_at"), None))
+
+
+def _path_problem(value: str) -> str | None:
+    path = Path(os.path.expanduser(value.strip()))
+    if not value.strip():
+        return "give a study folder or a .zip file"
+    if not path.exists():
+        return f"no such file or folder: {value.strip()}"
+    if not path.is_dir() and path.suffix.lower() != ".zip":
+        return "give a study folder or a .zip file"
+    return None
+
+
+class CasesScreen(Screen[None]):
+    """Cases of one site; opened from the browser (``c``) on a case-layout site."""
+
+    HELP_TITLE = "Cases"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "send", "Send study", id="ferry.cases.send"),
+        Binding("f", "fetch", "Fetch results", id="ferry.cases.fetch"),
+        Binding("enter,v", "report", "Report", id="ferry.cases.report"),
+        Binding("a", "archive", "Archive", id="ferry.cases.archive"),
+        Binding("space", "mark", "Select", show=False, id="ferry.cases.select"),
+        Binding("ctrl+r", "reload", "Reload", show=False, id="ferry.cases.reload"),
+        Binding("escape", "back", "Back", id="ferry.cases.back"),
+    ]
+
+    DEFAULT_CSS = """
+    CasesScreen #cases { height: 1fr; }
+    CasesScreen #case-detail { height: 2; padding: 0 1; color: $foreground-muted; }
+    """
+
+    def __init__(
+        self,
+        site_name: str,
+        *,
+        source: Any = None,
+        local_path: str | None = None,
+        poll_interval: float | None = None,
+    ) -> None:
+        """``source``: the browser's open ``RemoteSource`` for this site (reused, not closed);
+        without it the screen connects itself. ``local_path`` prefills "send a study"."""
+        super().__init__()
+        self.site_name = site_name
+        self.source = source
+        self.local_path = local_path
+        self.poll_interval = poll_interval or POLL_INTERVAL
+        self.site: Any = None
+        self.sftp: Any = None
+        self._own: tuple[Any, Any] | None = None  # (conn, sftp) this screen opened
+        self.cases: list[CaseStatus] = []
+        self.marked: set[str] = set()
+        self.problems: list[str] = []
+        self.loaded = False
+        self._states: dict[str, str] | None = None
+        self._poll: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(display_name(f"Ferry — cases on {self.site_name}")),
+                     classes="screen-title")
+        table: DataTable[Any] = DataTable(cursor_type="row", zebra_stripes=True, id="cases")
+        table.add_column("Case", key="case")
+        table.add_column("State", key="state", width=13)
+        table.add_column("Since", key="since", width=16)
+        yield table
+        yield Static("", id="case-detail")
+        yield status_bar()
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.table.loading = True
+        self._poll = self.set_interval(self.poll_interval, self._tick, pause=True)
+        self._open()
+
+    def on_screen_suspend(self) -> None:
+        if self._poll is not None:
+            self._poll.pause()
+
+    def on_screen_resume(self) -> None:
+        if self.loaded:
+            self.reload()
+            if self._poll is not None:
+                self._poll.resume()
+
+    async def on_unmount(self) -> None:
+        own, self._own = self._own, None
+        if own is not None:
+            conn, sftp = own
+            with contextlib.suppress(Exception):
+                sftp.exit()
+            conn.close()
+
+    @property
+    def table(self) -> DataTable[Any]:
+        return self.query_one("#cases", DataTable)
+
+    # ------------------------------------------------------------------ data
+
+    @work(exclusive=True, group="cases-connect", exit_on_error=False)
+    async def _open(self) -> None:
+        app: Any = self.app
+        try:
+            if self.source is not None:
+                self.site, self.sftp = self.source.site, self.source.sftp
+            else:
+                site, conn = await app.connect_site(self.site_name)
+                try:
+                    sftp = await conn.start_sftp_client()
+                except Exception as exc:
+                    conn.close()
+                    raise FerryError(f"{self.site_name}: no SFTP: {exc}") from None
+                self._own = (conn, sftp)
+                self.site, self.sftp = site, sftp
+                if not self.is_attached:
+                    await self.on_unmount()
+                    return
+            if self.site.layout not in CASE_LAYOUTS:
+                raise FerryError(
+                    f"site {self.site_name} has the {self.site.layout} layout: no cases; set "
+                    "its layout to inbox-outbox or study-io (e on the Sites screen)"
+                )
+        except FerryError as exc:
+            self.table.loading = False
+            self._detail(Text(f"not connected: {exc.message}"))
+            return
+        await self._load()
+        if self._poll is not None:
+            self._poll.resume()
+
+    def reload(self) -> None:
+        self._reload()
+
+    @work(exclusive=True, group="cases-load", exit_on_error=False)
+    async def _reload(self) -> None:
+        await self._load()
+
+    def _tick(self) -> None:
+        if self.sftp is not None and self.app.screen is self:
+            self._reload()
+
+    async def _load(self) -> None:
+        if self.sftp is None:
+            return
+        try:
+            listed = await case_list(self.site, self.sftp)
+        except FerryError as exc:
+            self.table.loading = False
+            self._detail(Text(f"cannot list cases: {exc.message}"))
+            return
+        before = self._states
+        self._states = {c.case_id: c.state for c in listed.cases}
+        if before is not None:
+            for case in listed.cases:
+                if case.state == READY and before.get(case.case_id) != READY:
+                    self.app.notify(f"results ready: {case.case_id} on {self.site_name}",
+                                    title="Cases", timeout=8)
+        self.cases = listed.cases
+        self.problems = listed.problems
+        self.marked &= {c.case_id for c in self.cases}
+        self._fill()
+        self.loaded = True
+
+    def _fill(self) -> None:
+        table = self.table
+        keep = self.selected()
+        table.clear()
+        table.add_rows(
+            [
+                (
+                    Text.assemble(("● " if c.case_id in self.marked else "  ", "bold"),
+                                  plain(c.case_id)),
+                    Text(c.state, style=_STATE_STYLE.get(c.state, "")),
+                    state_since(c),
+                )
+                for c in self.cases
+            ]
+        )
+        table.loading = False
+        ids = [c.case_id for c in self.cases]
+        if keep is not None and keep.case_id in ids:
+            table.move_cursor(row=ids.index(keep.case_id))
+        self._show_detail()
+        if self.app.screen is self:
+            table.focus()
+
+    def selected(self) -> CaseStatus | None:
+        if not self.is_mounted:
+            return None
+        row = self.table.cursor_row
+        if not self.cases or row < 0 or row >= len(self.cases):
+            return None
+        return self.cases[row]
+
+    def state_of(self, case_id: str) -> str | None:
+        return next((c.state for c in self.cases if c.case_id == case_id), None)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_report()
+
+    def _detail(self, text: Text) -> None:
+        self.query_one("#case-detail", Static).update(text)
+
+    def _show_detail(self) -> None:
+        case = self.selected()
+        if case is None:
+            hint = "No cases yet: s sends a study." if self.loaded else ""
+            if self.problems:
+                hint = f"{len(self.problems)} problem(s): {self.problems[0]}"
+            self._detail(plain(hint))
+            return
+        parts = [f"sent {local_time(case.sent_at)}", f"ready {local_time(case.ready_at)}",
+                 f"downloaded {local_time(case.downloaded_at)}"]
+        if case.archived_at:
+            parts.append(f"archived {local_time(case.archived_at)}")
+        where = case.report_path or case.local_path or case.result_path or case.remote_path or ""
+        self._detail(
+            Text.assemble(
+                plain(" · ".join(parts)), "\n", plain(where),
+                no_wrap=True, overflow="ellipsis",
+            )
+        )
+
+    # ------------------------------------------------------------------ actions
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def action_mark(self) -> None:
+        case = self.selected()
+        if case is None:
+            return
+        self.marked ^= {case.case_id}
+        row = self.table.cursor_row
+        self._fill()
+        self.table.move_cursor(row=min(row + 1, len(self.cases) - 1))
+
+    def _ready(self) -> bool:
+        if self.sftp is None:
+            self.notify("not connected yet", severity="warning")
+            return False
+        return True
+
+    def _engine(self) -> Any:
+        engine = getattr(self.app, "engine", None)
+        if engine is None:
+            self.notify("the transfer engine is not running", severity="error")
+        return engine
+
+    def action_send(self) -> None:
+        if self._ready():
+            self._send()
+
+    @work(group="cases-ops", exclusive=False, exit_on_error=False)
+    async def _send(self) -> None:
+        path = await ask(
+            self.app,
+            TextInputDialog(
+                f"Send a study to {self.site_name}: a study folder or a .zip",
+                value=self.local_path or os.getcwd(),
+                validator=_path_problem,
+            ),
+        )
+        if not path:
+            return
+        engine = self._engine()
+        if engine is None:
+            return
+        source = Path(os.path.expanduser(path.strip()))
+        self.notify(f"sending {source.name} to {self.site_name}…", timeout=3)
+        try:
+            sent = await send_study(self.site, self.sftp, engine, source)
+        except FerryError as exc:
+            self.notify(exc.message, title="Send study", severity="error", timeout=12)
+            return
+        note = f" ({len(sent.skipped)} link(s)/special file(s) left out)" if sent.skipped else ""
+        self.notify(f"study {sent.study_id} sent: {sent.remote_path}{note}", title="Cases",
+                    timeout=8)
+        await self._load()
+
+    def action_fetch(self) -> None:
+        if self._ready():
+            self._fetch()
+
+    @work(exclusive=True, group="cases-fetch", exit_on_error=False)
+    async def _fetch(self) -> None:
+        engine = self._engine()
+        if engine is None:
+            return
+        self.notify("looking for results…", timeout=2)
+
+        def on_event(event: CaseEvent) -> None:
+            if event.kind == "downloaded":
+                self.app.notify(event.message, title="Cases", timeout=6)
+            elif event.kind == "problem":
+                self.app.notify(event.message, title="Cases", severity="warning", timeout=8)
+
+        try:
+            report = await fetch_results(self.site, self.sftp, engine, on_event=on_event)
+        except FerryError as exc:
+            self.notify(exc.message, title="Fetch results", severity="error", timeout=12)
+            return
+        if not report.downloaded:
+            waiting = f"; {len(report.waiting)} still being written" if report.waiting else ""
+            self.notify(f"no new results{waiting}", title="Cases", timeout=4)
+        await self._load()
+
+    def action_report(self) -> None:
+        case = self.selected()
+        if case is None:
+            return
+        if not case.report_path:
+            hint = "f fetches them" if case.state == READY else "no results downloaded yet"
+            self.notify(f"{case.case_id}: no text report ({hint})", severity="warning")
+            return
+        from tui.screens.viewer import ViewerScreen
+        from tui.widgets.sources import LocalSource
+
+        report = Path(case.report_path)
+        self.app.push_screen(ViewerScreen(LocalSource(str(report.parent)), str(report)))
+
+    def action_archive(self) -> None:
+        if not self._ready():
+            return
+        if self.site.layout != presets.INBOX_OUTBOX:
+            self.notify("archiving is for inbox-outbox sites", severity="warning")
+            return
+        chosen = sorted(self.marked) or ([c.case_id] if (c := self.selected()) else [])
+        if chosen:
+            self._archive(chosen)
+
+    @work(group="cases-ops", exclusive=False, exit_on_error=False)
+    async def _archive(self, chosen: list[str]) -> None:
+        try:
+            plan = await plan_archive(self.site, self.sftp, chosen)
+        except FerryError as exc:
+            self.notify(exc.message, title="Archive", severity="error", timeout=12)
+            return
+        lines = [f"{len(plan.moves)} case(s) move to the archive (nothing is deleted):"]
+        for move in plan.moves[:MAX_PLAN_LINES]:
+            lines.append(f"  {move.case_id} → {move.destination}")
+        if len(plan.moves) > MAX_PLAN_LINES:
+            lines.append(f"  … and {len(plan.moves) - MAX_PLAN_LINES} more")
+        lines += [f"  refused: {r}" for r in plan.refused[:MAX_PLAN_LINES]]
+        if not plan.moves:
+            self.notify("; ".join(plan.refused) or "nothing to archive", title="Archive",
+                        severity="warning", timeout=10)
+            return
+        ok = await ask(
+            self.app,
+            ConfirmDialog(f"Archive {len(plan.moves)} case(s) on {self.site_name}?", lines,
+                          confirm_label="Archive"),
+        )
+        if not ok:
+            return
+        try:
+            result = await archive(self.site, self.sftp, plan=plan)
+        except FerryError as exc:
+            self.notify(exc.message, title="Archive", severity="error", timeout=12)
+            return
+        self.marked.clear()
+        if result.failed:
+            self.notify("; ".join(result.failed), title="Archive", severity="error", timeout=12)
+        self.notify(f"archived {len(result.moved)} case(s)", title="Cases", timeout=5)
+        await self._load()
+
+
+def open_cases(screen: Any) -> None:
+    """From the browser: the case view of its site (reusing its connection)."""
+    app = screen.app
+    site_name = getattr(screen, "site_name", None)
+    remote = getattr(screen, "_remote", None)
+    if not site_name:
+        app.notify("open a site first: the case view is per site", severity="warning")
+        return
+    if remote is None:
+        app.notify("wait until the site is connected", severity="warning")
+        return
+    if remote.site.layout not in CASE_LAYOUTS:
+        app.notify(
+            f"{site_name} has no case layout; set it to inbox-outbox or study-io "
+            "(e on the Sites screen)", severity="warning",
+        )
+        return
+    local_path = None
+    with contextlib.suppress(Exception):
+        pane = screen.left
+        entry = pane.current_entry()
+        local_path = pane.path_of(entry) if entry is not None else pane.path
+    app.push_screen(CasesScreen(site_name, source=remote, local_path=local_path))
