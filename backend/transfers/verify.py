@@ -25,8 +25,9 @@ log = logging.getLogger("ferry.transfers")
 
 TAIL = 64 * 1024
 BATCH = 48
-BATCH_DELAY = 0.01
+BATCH_DELAY = 0.04
 EXEC_TIMEOUT = 600.0
+EXEC_AT_ONCE = 4
 _LINE = re.compile(r"^\\?([0-9a-f]{64}) [ *]")
 
 
@@ -37,6 +38,8 @@ class RemoteHasher:
         self._pool = pool
         self._pending: list[tuple[str, asyncio.Future[str | None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        # exec channels count against sshd's MaxSessions (10) together with the SFTP lanes
+        self._slots = asyncio.Semaphore(EXEC_AT_ONCE)
 
     async def sha256(self, path: str) -> str | None:
         if self._pool.exec_ok is False or (
@@ -80,6 +83,10 @@ class RemoteHasher:
                 fut.set_result(digests[i] if digests else None)
 
     async def _exec(self, paths: list[str]) -> list[str | None] | None:
+        async with self._slots:
+            return await self._exec_now(paths)
+
+    async def _exec_now(self, paths: list[str]) -> list[str | None] | None:
         conn = self._pool.connection()
         if conn is None:
             return None
