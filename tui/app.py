@@ -59,6 +59,7 @@ class FerryApp(App[None]):
         self.settings = Settings()
         self._vault: Vault | None = None
         self._settings_ok = True
+        self._shown_theme = DEFAULT_THEME
 
     def notify(
         self,
@@ -119,6 +120,7 @@ class FerryApp(App[None]):
             self.theme = DEFAULT_THEME
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)
+        self._shown_theme = self.theme  # a fallback never overwrites the user's choice
         if problems:
             self.notify(
                 "; ".join(problems), title="Settings", severity="warning", timeout=12
@@ -126,9 +128,9 @@ class FerryApp(App[None]):
         self.theme_changed_signal.subscribe(self, self._remember_theme)
 
     def _remember_theme(self, theme: Any) -> None:
-        if not self._settings_ok or theme.name == self.settings.theme:
+        if not self._settings_ok or theme.name == self._shown_theme:
             return
-        self.settings.theme = theme.name
+        self._shown_theme = self.settings.theme = theme.name
         try:
             save_theme(theme.name)
         except (ConfigError, OSError) as exc:
@@ -165,7 +167,7 @@ class FerryApp(App[None]):
         from tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(type(self.screen)))
 
     def running_transfers(self) -> int:
         """How many transfers this session's engine has queued or running (0 without one)."""

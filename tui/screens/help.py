@@ -98,10 +98,17 @@ def rows_for(app: App[Any], cls: type[DOMNode]) -> list[HelpRow]:
     return rows
 
 
-def sections(app: App[Any]) -> list[tuple[str, list[HelpRow]]]:
-    """(title, rows) per group: the application first, then screens, widgets, dialogs."""
+def sections(
+    app: App[Any], current: type[DOMNode] | None = None
+) -> list[tuple[str, list[HelpRow]]]:
+    """(title, rows) per group: the application, the screen Help was opened from, then every
+    other screen, widget and dialog."""
     out = [("Everywhere", rows_for(app, type(app)))]
-    for cls in binding_classes():
+    classes = binding_classes()
+    if current in classes:
+        classes.remove(current)
+        classes.insert(0, current)
+    for cls in classes:
         if cls is HelpScreen:
             continue
         rows = rows_for(app, cls)
@@ -119,10 +126,14 @@ class HelpScreen(Screen[None]):
         Binding("escape", "close", "Close", id="ferry.help.close"),
     ]
 
+    def __init__(self, current: type[DOMNode] | None = None) -> None:
+        super().__init__()
+        self.current = current
+
     def compose(self) -> ComposeResult:
         yield Static("Ferry — Keys", classes="screen-title")
         with VerticalScroll(id="help-body", can_focus=True):
-            for title, rows in sections(self.app):
+            for title, rows in sections(self.app, self.current):
                 yield Static(self._table(title, rows), classes="help-section")
         yield Static(
             "Remap any key in settings.toml: [keymap] \"binding.id\" = \"key\"",
