@@ -170,6 +170,12 @@ class CasesScreen(Screen[None]):
     def table(self) -> DataTable[Any]:
         return self.query_one("#cases", DataTable)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Archive is offered only on inbox-outbox sites."""
+        if action == "archive" and self.site is not None:
+            return self.site.layout == presets.INBOX_OUTBOX
+        return True
+
     # ------------------------------------------------------------------ data
 
     @work(exclusive=True, group="cases-connect", exit_on_error=False)
@@ -199,6 +205,7 @@ class CasesScreen(Screen[None]):
             self.table.loading = False
             self._detail(Text(f"not connected: {exc.message}"))
             return
+        self.refresh_bindings()
         await self._load()
         if self._poll is not None:
             self._poll.resume()
