@@ -72,10 +72,12 @@ class HostKeyChangedError(FerryError):
         *,
         old_fingerprints: list[str],
         new_fingerprint: str,
+        key_type: str = "",
         hint: str | None = None,
     ):
         self.old_fingerprints = old_fingerprints
         self.new_fingerprint = new_fingerprint
+        self.key_type = key_type
         super().__init__(message, hint=hint)
 
 

@@ -342,6 +342,7 @@ async def _connect_checked(
             "(man-in-the-middle); refusing to connect",
             old_fingerprints=[hostkeys.fingerprint(k) for k in pinned],
             new_fingerprint=shown.fingerprint,
+            key_type=shown.key_type,
             hint=f"only if the server's admin confirms the new key: ferry sites trust {site.name} "
             f"--fingerprint {shown.fingerprint}",
         )

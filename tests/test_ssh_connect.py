@@ -67,6 +67,7 @@ async def test_changed_host_key_is_refused_even_if_prompt_would_accept(server) -
         await _listdir(site, prompt=prompt)
     assert asked == [], "a changed key must never be offered for acceptance"
     assert info.value.old_fingerprints == [fingerprint(other)]
+    assert info.value.key_type == "ssh-ed25519"
     assert "man-in-the-middle" in str(info.value)
 
 

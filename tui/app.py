@@ -230,7 +230,9 @@ class FerryApp(App[None]):
                     self,
                     HostKeyDialog(
                         site.name,
-                        PresentedKey(key_type="", fingerprint=exc.new_fingerprint, line=""),
+                        PresentedKey(
+                            key_type=exc.key_type, fingerprint=exc.new_fingerprint, line=""
+                        ),
                         changed=True,
                         old_fingerprints=exc.old_fingerprints,
                     ),

@@ -52,6 +52,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
                 "not pinned. Someone may be intercepting the connection",
                 old_fingerprints=[expected],
                 new_fingerprint=shown.fingerprint,
+                key_type=shown.key_type,
             )
     elif not is_interactive():
         raise HostKeyUnknownError(
