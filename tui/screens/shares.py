@@ -10,6 +10,7 @@ every Shares screen on the stack. It waits quietly while no service is running.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -29,6 +30,8 @@ from tui.dialogs import ConfirmDialog, MessageDialog, TextInputDialog, ask
 from tui.dialogs.share import error_line, parse_recipients
 from tui.dialogs.text import plain
 from tui.screens import status_bar
+
+log = logging.getLogger("ferry.tui.shares")
 
 RETRY_SECONDS = 10.0
 EVENT_WAIT = 30.0
@@ -415,7 +418,8 @@ async def _watch_events(app: App[Any]) -> None:
                     await _announce(app, client, event, names)
         except ShareError:
             await asyncio.sleep(RETRY_SECONDS)  # no service (yet): look again later
-        except (KeyError, TypeError, ValueError):
+        except Exception:  # a malformed answer must not end the notices for the session
+            log.exception("share events: unexpected answer")
             await asyncio.sleep(RETRY_SECONDS)
 
 
