@@ -260,3 +260,12 @@ async def test_self_signed_tls_service_works_with_the_client(ferry_home, tmp_pat
                 await s.get(url + "/api/health")
     finally:
         await stop_share_service(handle)
+
+
+async def test_stopping_the_service_answers_a_waiting_event_poll_at_once(ferry_home):
+    """A TUI long-polling for download notices must not hold up shutdown (ferry demo quit)."""
+    handle, _ = await start_share_service("127.0.0.1:0", purge_interval=3600)
+    poll = asyncio.create_task(ShareClient().events(since=10**9, wait=60))
+    await asyncio.sleep(0.5)  # the poll is now waiting inside the service
+    await asyncio.wait_for(stop_share_service(handle), 5)  # >= 10 s if the poll held it open
+    assert await asyncio.wait_for(poll, 5) == []

@@ -208,7 +208,7 @@ async def start_share_service(
     if service is None:
         service = ShareService(public_url=public_url or "http://placeholder")
     app = build_app(service, token, trust_proxy=trust_proxy, smtp=smtp)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx, backlog=256)
     try:
@@ -238,6 +238,7 @@ async def start_share_service(
 async def stop_share_service(handle: ServiceHandle) -> None:
     from backend.shares.web import OPTIONS
 
+    handle.runner.app[OPTIONS]["closing"].set()
     pending = list(handle.runner.app[OPTIONS]["tasks"])
     if pending:  # e-mails being sent: give them a moment to finish
         await asyncio.wait(pending, timeout=5)

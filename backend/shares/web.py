@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -54,7 +55,12 @@ def build_app(
     app = web.Application(middlewares=[_security_headers, _admin_auth])
     app[SERVICE_KEY] = service
     app[ADMIN_TOKEN] = admin_token
-    app[OPTIONS] = {"trust_proxy": trust_proxy, "smtp": smtp, "tasks": set()}
+    app[OPTIONS] = {
+        "trust_proxy": trust_proxy,
+        "smtp": smtp,
+        "tasks": set(),
+        "closing": asyncio.Event(),  # set on shutdown: long polls answer at once
+    }
     app.router.add_get("/", _index)
     app.router.add_get(f"/s/{{token:{_TOKEN_RE}}}", recipient_page)
     app.router.add_post(f"/s/{{token:{_TOKEN_RE}}}/download", download_post)
@@ -452,10 +458,12 @@ async def api_events(request: web.Request) -> web.Response:
         wait = min(60.0, float(request.query.get("wait", "0")))
     except ValueError:
         raise ShareError("since must be an event id and wait a number of seconds") from None
+    closing: asyncio.Event = request.app[OPTIONS]["closing"]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
         rows = await asyncio.to_thread(service.audit.query, "share.*", since, None, None)
-        if rows or loop.time() >= deadline:
+        if rows or loop.time() >= deadline or closing.is_set():
             return _json([r.as_dict() for r in rows[:500]])
-        await asyncio.sleep(0.5)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closing.wait(), 0.5)
