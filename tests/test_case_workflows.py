@@ -253,12 +253,15 @@ async def test_the_simulated_provider_answers_and_the_watcher_waits_for_it(
     site = case_server.site("ai", "study-io", "site/ai")
     (tmp_path / "study").mkdir()
     (tmp_path / "study" / "IM0001.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"x" * 1000)
-    stop = start_provider(base, delay=0.3, spread=1.5)
+    # The provider writes a file every spread/6 = 0.1 s; polls are >= 1 s apart, so two polls
+    # can only agree once the result is complete (the stability rule needs polls slower than
+    # the provider's writes, as in real use with a 30 s interval).
+    stop = start_provider(base, delay=0.3, spread=0.6)
     seen: list[str] = []
     try:
         async with engine_for(connector) as engine, ssh.sftp_session(site) as (_c, sftp):
             sent = await send_study(site, sftp, engine, tmp_path / "study")
-            for _ in range(100):  # bounded: the provider finishes within a few seconds
+            for _ in range(30):  # bounded: the provider finishes within a few seconds
                 report = await watch_once(site, sftp, engine, into=tmp_path / "got")
                 if sent.study_id in report.waiting:
                     seen.append("waiting")
@@ -266,7 +269,7 @@ async def test_the_simulated_provider_answers_and_the_watcher_waits_for_it(
                     break
                 states = {c.case_id: c.state for c in await list_cases(site, sftp)}
                 seen.append(states[sent.study_id])
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(1.0)
     finally:
         stop()
     assert seen[0] in (SENT, PROCESSING) and "waiting" in seen
