@@ -161,7 +161,8 @@ class FerryApp(App[None]):
         """Open the dual-pane browser, on ``site_name`` (or local only)."""
         from tui.screens.browser import BrowserScreen  # part B's screen, imported lazily
 
-        self.push_screen(BrowserScreen(site_name))
+        local_dir = getattr(self.demo, "local_dir", None)  # ferry demo: its own workspace
+        self.push_screen(BrowserScreen(site_name, local_dir=str(local_dir) if local_dir else None))
 
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import asyncssh
 
-from backend.demo.samples import populate
+from backend.demo.samples import populate, populate_local
 from backend.demo.server import RunningServer, start_sftp_server
 from backend.errors import ConfigError
 from backend.fsutil import atomic_write, ensure_private_dir
@@ -118,12 +118,18 @@ class DemoServer:
         ready.wait(30)
         if errors:
             raise ConfigError(f"the demo server could not start: {errors[0]}")
+        populate_local(demo.local_dir)
         demo.register_sites(host_key)
         if provider:
             from backend.demo.provider import start_provider
 
             demo._stop_provider = start_provider(root)
         return demo
+
+    @property
+    def local_dir(self) -> Path:
+        """The demo's local workspace: where downloads land and a sample study waits to be sent."""
+        return ferry_home() / "demo" / "local"
 
     def register_sites(self, host_key: asyncssh.SSHKey, store: SiteStore | None = None) -> None:
         store = store or SiteStore()

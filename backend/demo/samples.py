@@ -113,3 +113,12 @@ def populate(root: Path, *, large_file_mib: int = 64) -> dict[str, list[str]]:
             (out / "aidp.csv").write_text("metric,value\nvolume_ml,12.4\nscore,0.87\n")
         created["studies"].append(study)
     return created
+
+
+def populate_local(local: Path) -> None:
+    """The demo's local side: a DICOM study ready to send (kept across runs, never replaced)."""
+    study = local / "study-to-send"
+    if study.exists():
+        return
+    _series(study, 77, 6)
+    (study / "notes.txt").write_text("Synthetic study for the Ferry demo: send it with 'c'.\n")
