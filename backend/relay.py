@@ -268,13 +268,15 @@ async def _finish(on_progress: ProgressCallback | None, result: RelayResult) -> 
 async def relay_move(
     engine: Any,
     spec: RelaySpec,
-    source_sftp: asyncssh.SFTPClient,
+    source_sftp: asyncssh.SFTPClient | Callable[[], Awaitable[asyncssh.SFTPClient]],
     *,
     on_progress: ProgressCallback | None = None,
 ) -> RelayResult:
     """:func:`relay_copy`, then delete the sources on the source site (through
-    ``source_sftp``, a client connected to it) — only when both legs are done with no failed
-    file. Source paths must be absolute so the delete removes exactly what was copied."""
+    ``source_sftp``: a client connected to it, or an async factory called only when the
+    delete is due, so a long copy holds no idle session) — only when both legs are done with
+    no failed file. Source paths must be absolute so the delete removes exactly what was
+    copied."""
     if any(not s.startswith("/") for s in spec.sources):
         raise UsageError("a move between sites needs absolute source paths")
 
@@ -287,11 +289,16 @@ async def relay_move(
         return await _finish(on_progress, result)
     await _report(on_progress, RelayProgress("delete"))
     errors: list[str] = []
-    for source in spec.sources:
-        try:
-            await remote.delete(source_sftp, source)
-        except FerryError as exc:
-            errors.append(exc.message)
+    try:
+        sftp = source_sftp if isinstance(source_sftp, asyncssh.SFTPClient) else await source_sftp()
+    except FerryError as exc:
+        errors.append(exc.message)
+    else:
+        for source in spec.sources:
+            try:
+                await remote.delete(sftp, source)
+            except FerryError as exc:
+                errors.append(exc.message)
     if errors:
         result = RelayResult(
             "done", result.download_job, result.upload_job, result.files_done,

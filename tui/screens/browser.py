@@ -1,14 +1,19 @@
-"""The dual-pane case browser: local on the left, a site on the right (or both local).
+"""The dual-pane case browser: local on the left, a site on the right; ``o`` opens any saved
+site (or local files) in the focused pane, so both panes can show sites.
 
 Everything that touches the network runs in workers: connecting (through
 ``app.connect_site``), listings (in each :class:`~tui.widgets.file_pane.FilePane`), deletes,
 renames. Copies and moves are queued on the app's transfer engine (``app.engine``) and show in
 the queue panel; a move deletes its sources only after the engine reports the copy done and
-verified. Deletes list exactly what will go (``plan_delete``) and need an explicit yes.
+verified. Between two site panes (or two folders of one site) copies go through
+:mod:`backend.relay` (download to private staging, then upload; both legs show in the queue),
+run by an App worker so they outlive this screen. Local-to-local copies are refused.
+Deletes list exactly what will go (``plan_delete``) and need an explicit yes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from typing import Any, ClassVar
@@ -24,9 +29,11 @@ from textual.widgets import Footer, Static
 
 from backend.errors import FerryError, UnsafeNameError
 from backend.names import display_name, validate_name
+from backend.relay import RelayResult, RelaySpec, relay_copy, relay_move
 from backend.remote import RemoteEntry
 from backend.transfers.model import JobSpec, JobStatus, TransferEvent
 from tui.dialogs import ConfirmDialog, TextInputDialog, ask
+from tui.dialogs.site_picker import PaneChoice, SitePickerDialog
 from tui.engine_bridge import bridge_for
 from tui.screens.viewer import FileInfoScreen, ViewerScreen
 from tui.widgets.file_pane import FilePane, human_size
@@ -77,6 +84,8 @@ class BrowserScreen(Screen[None]):
         Binding("L", "audit", "Audit log", show=False, id="ferry.browser.audit"),
         Binding("ctrl+s", "share", "Share…", id="ferry.browser.share"),
         Binding("W", "shares", "Shares", show=False, id="ferry.browser.shares"),
+        Binding("o", "pane_site", "Open site", id="ferry.browser.pane_site",
+                tooltip="Open a saved site (or local files) in this pane"),
         Binding("c", "cases", "Cases", show=False, id="ferry.browser.cases"),
         Binding("escape", "back", "Back", show=False, id="ferry.browser.back"),
     ]
@@ -99,21 +108,44 @@ class BrowserScreen(Screen[None]):
     }
     """
 
-    def __init__(self, site_name: str | None = None, *, local_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        site_name: str | None = None,
+        *,
+        local_dir: str | None = None,
+        left_site: str | None = None,
+    ) -> None:
+        """``site_name`` opens in the right pane, ``left_site`` (if given) in the left one
+        instead of local files."""
         super().__init__()
-        self.site_name = site_name
+        self._initial_site = site_name
+        self.left_site = left_site
         self.local_dir = local_dir or os.getcwd()
         self.active_id = "left"
-        self._remote: RemoteSource | None = None
+        self._remotes: dict[str, RemoteSource] = {}  # pane id -> its open connection
+
+    @property
+    def site_name(self) -> str | None:
+        """The site the focused pane shows (else the other pane's, else the starting one)."""
+        remote = self._remote
+        return remote.site.name if remote is not None else self._initial_site
+
+    @property
+    def _remote(self) -> RemoteSource | None:
+        """The focused pane's site connection, else the other pane's (the case view uses it)."""
+        other = "right" if self.active_id == "left" else "left"
+        return self._remotes.get(self.active_id) or self._remotes.get(other)
 
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        title = f"Ferry — {self.site_name}" if self.site_name else "Ferry — local files"
+        title = f"Ferry — {self._initial_site}" if self._initial_site else "Ferry — local files"
+        if self.left_site:
+            title = f"Ferry — {self.left_site} ⇄ {self._initial_site or 'local files'}"
         yield Static(Text(display_name(title)), classes="screen-title")
         with Horizontal(id="panes"):
-            yield FilePane(LocalSource(self.local_dir), id="left")
-            if self.site_name:
+            yield FilePane(None if self.left_site else LocalSource(self.local_dir), id="left")
+            if self._initial_site:
                 yield FilePane(None, id="right")
             else:
                 yield FilePane(LocalSource(self.local_dir), id="right")
@@ -125,32 +157,71 @@ class BrowserScreen(Screen[None]):
     def on_mount(self) -> None:
         self.left.set_active(True)
         self.left.focus_table()
-        if self.site_name:
-            self._connect(self.site_name)
+        if self.left_site:
+            self.open_in_pane(self.left, self.left_site)
+        if self._initial_site:
+            self.open_in_pane(self.right, self._initial_site)
 
     async def on_unmount(self) -> None:
-        remote, self._remote = self._remote, None
-        if remote is not None:
+        remotes, self._remotes = list(self._remotes.values()), {}
+        for remote in remotes:
             with contextlib.suppress(Exception):
                 await remote.close()
 
-    @work(exclusive=True, group="connect", exit_on_error=False)
-    async def _connect(self, name: str) -> None:
+    def open_in_pane(self, pane: FilePane, site_name: str | None) -> None:
+        """Switch ``pane`` to ``site_name`` (None: local files); connects in a worker."""
+        old = self._remotes.pop(pane.id or "", None)
+        if old is not None:
+            self.run_worker(old.close(), group="close", exclusive=False, exit_on_error=False)
+        if site_name is None:
+            self.workers.cancel_group(self, f"connect-{pane.id}")
+            pane.set_source(LocalSource(self.local_dir))
+            return
+        pane.show_connecting(site_name)
+        self.run_worker(self._connect(pane, site_name), group=f"connect-{pane.id}",
+                        exclusive=True, exit_on_error=False)
+
+    async def _connect(self, pane: FilePane, name: str) -> None:
         app: Any = self.app
+        conn: Any = None
         try:
             site, conn = await app.connect_site(name)  # notifies on failure
             source = await RemoteSource.open(site, conn)
         except FerryError as exc:
-            self.right.table.loading = False
-            self.right.query_one(".pane-status", Static).update(
-                Text(f"not connected: {exc.message}", no_wrap=True)
-            )
+            pane.show_not_connected(name, exc.message)
             return
-        self._remote = source
-        if not self.is_attached:
-            await source.close()
+        except asyncio.CancelledError:  # the pane was switched to another site meanwhile
+            if conn is not None:
+                conn.close()
+            raise
+        if not self.is_attached or pane.source is not None:
+            await source.close()  # the screen closed, or the pane was switched meanwhile
             return
-        self.right.set_source(source)
+        self._remotes[pane.id or ""] = source
+        pane.set_source(source)
+
+    def action_pane_site(self) -> None:
+        self._pick_site(self.active)
+
+    @work(group="ops", exclusive=False, exit_on_error=False)
+    async def _pick_site(self, pane: FilePane) -> None:
+        app: Any = self.app
+        try:
+            sites = app.store.list()
+        except FerryError as exc:
+            self.notify(exc.message, title="Sites", severity="error")
+            return
+        remote = self._remotes.get(pane.id or "")
+        side = "left" if pane is self.left else "right"
+        choice: PaneChoice | None = await ask(
+            self.app,
+            SitePickerDialog(f"Open in the {side} pane", sites,
+                             current=remote.site.name if remote else None),
+        )
+        if choice is None or not pane.is_attached:
+            return
+        self.open_in_pane(pane, choice.site)
+        pane.focus_table()
 
     @property
     def left(self) -> FilePane:
@@ -245,21 +316,25 @@ class BrowserScreen(Screen[None]):
 
     # ------------------------------------------------------------------ transfers
 
+    def _transferable(self, src: FilePane) -> list[RemoteEntry]:
+        entries = [e for e in src.chosen() if e.kind in ("file", "dir")]
+        skipped = len(src.chosen()) - len(entries)
+        if skipped:
+            self.notify(f"{skipped} link(s)/special file(s) left out", severity="warning")
+        return entries
+
     def _transfer_spec(self) -> tuple[JobSpec, FilePane, FilePane, list[RemoteEntry]] | None:
         src, dst = self.active, self.other
         if src.source is None or dst.source is None:
             self.notify("wait until both panes are connected", severity="warning")
             return None
-        if src.source.is_remote == dst.source.is_remote:
+        if not src.source.is_remote and not dst.source.is_remote:
             self.notify(
-                "copy between a local pane and a site pane (open a site to transfer)",
+                "both panes show local files: open a site in one of them (o) to transfer",
                 severity="warning",
             )
             return None
-        entries = [e for e in src.chosen() if e.kind in ("file", "dir")]
-        skipped = len(src.chosen()) - len(entries)
-        if skipped:
-            self.notify(f"{skipped} link(s)/special file(s) left out", severity="warning")
+        entries = self._transferable(src)
         if not entries:
             return None
         remote_source = src.source if src.source.is_remote else dst.source
@@ -274,14 +349,71 @@ class BrowserScreen(Screen[None]):
         return spec, src, dst, entries
 
     def action_copy(self) -> None:
-        planned = self._transfer_spec()
-        if planned is not None:
-            self._submit(*planned, move=False)
+        self._copy_or_move(move=False)
 
     def action_move(self) -> None:
+        self._copy_or_move(move=True)
+
+    def _copy_or_move(self, *, move: bool) -> None:
+        src, dst = self.active, self.other
+        if isinstance(src.source, RemoteSource) and isinstance(dst.source, RemoteSource):
+            entries = self._transferable(src)
+            if entries:
+                self._relay(src, dst, entries, move=move)
+            return
         planned = self._transfer_spec()
         if planned is not None:
-            self._submit(*planned, move=True)
+            self._submit(*planned, move=move)
+
+    async def _confirm_move(self, src: FilePane, dst: FilePane,
+                            entries: list[RemoteEntry]) -> bool:
+        return await ask(
+            self.app,
+            ConfirmDialog(
+                f"Move {len(entries)} item(s)?",
+                [
+                    f"from {display_name(src.source.label if src.source else '')}:"
+                    f"{display_name(src.path)}",
+                    f"to   {display_name(dst.source.label if dst.source else '')}:"
+                    f"{display_name(dst.path)}",
+                    "The originals are deleted only after every file is copied and "
+                    "verified.",
+                ],
+                confirm_label="Move",
+            ),
+        )
+
+    @work(group="ops", exclusive=False, exit_on_error=False)
+    async def _relay(self, src: FilePane, dst: FilePane, entries: list[RemoteEntry], *,
+                     move: bool) -> None:
+        """Site to site: check, confirm a move, then hand the relay to an App worker (it keeps
+        running when this screen closes; its two engine jobs show in the queue)."""
+        source, target = src.source, dst.source
+        assert isinstance(source, RemoteSource) and isinstance(target, RemoteSource)
+        engine = bridge_for(self.app).attach()
+        if engine is None:
+            self.notify("the transfer engine is not running", severity="error")
+            return
+        spec = RelaySpec(
+            source_site=source.site.name,
+            sources=[src.path_of(e) for e in entries],
+            dest_site=target.site.name,
+            destination=dst.path,
+            recursive=any(e.kind == "dir" for e in entries),
+        )
+        try:
+            spec.validate()
+        except FerryError as exc:
+            self.notify(exc.message, title="Copy", severity="error")
+            return
+        if move and not await self._confirm_move(src, dst, entries):
+            return
+        what = "move" if move else "copy"
+        self.notify(f"{what} queued: {spec.label} (download, then upload)", timeout=3)
+        self.app.run_worker(
+            run_relay(self.app, engine, spec, move=move, panes=(src, dst)),
+            group="relay", exclusive=False, exit_on_error=False,
+        )
 
     @work(group="ops", exclusive=False, exit_on_error=False)
     async def _submit(
@@ -297,24 +429,8 @@ class BrowserScreen(Screen[None]):
         if bridge.attach() is None:
             self.notify("the transfer engine is not running", severity="error")
             return
-        if move:
-            ok = await ask(
-                self.app,
-                ConfirmDialog(
-                    f"Move {len(entries)} item(s)?",
-                    [
-                        f"from {display_name(src.source.label if src.source else '')}:"
-                        f"{display_name(src.path)}",
-                        f"to   {display_name(dst.source.label if dst.source else '')}:"
-                        f"{display_name(dst.path)}",
-                        "The originals are deleted only after every file is copied and "
-                        "verified.",
-                    ],
-                    confirm_label="Move",
-                ),
-            )
-            if not ok:
-                return
+        if move and not await self._confirm_move(src, dst, entries):
+            return
         try:
             job_id = await bridge.call("submit", spec)
         except FerryError as exc:
@@ -434,3 +550,44 @@ class BrowserScreen(Screen[None]):
             self.notify(f"deleted {removed} item(s)", timeout=3)
         pane.marked.clear()
         pane.reload()
+
+
+async def run_relay(app: Any, engine: Any, spec: RelaySpec, *, move: bool,
+                    panes: tuple[FilePane, ...] = ()) -> RelayResult | None:
+    """Run one site-to-site copy or move (an App worker), report the outcome, and reload the
+    panes that show either end if they are still on screen."""
+    connections: list[Any] = []
+
+    async def source_sftp() -> Any:  # a move's delete: a fresh session, opened when due
+        site, conn = await app.connect_site(spec.source_site)
+        connections.append(conn)
+        source = await RemoteSource.open(site, conn)
+        return source.sftp
+
+    what = "Move" if move else "Copy"
+    try:
+        if move:
+            result = await relay_move(engine, spec, source_sftp)
+        else:
+            result = await relay_copy(engine, spec)
+    except FerryError as exc:
+        app.notify(exc.message, title=what, severity="error")
+        return None
+    finally:
+        for conn in connections:
+            conn.close()
+    if result.ok and result.error:  # e.g. moved copy done but the original stays
+        app.notify(f"{spec.label}: {result.error}", title=what, severity="warning", timeout=12)
+    elif result.ok:
+        done = "moved" if move else "copied"
+        app.notify(f"{spec.label}: {result.files_done} file(s) {done}", title=what, timeout=5)
+    elif result.state == "cancelled":
+        app.notify(f"{spec.label}: cancelled", title=what, severity="warning")
+    else:
+        kept = " (the originals stay)" if move else ""
+        app.notify(f"{spec.label}: {result.error}{kept}", title=what, severity="error",
+                   timeout=12)
+    for pane in panes:
+        if pane.is_attached and pane.source is not None:
+            pane.reload()
+    return result

@@ -345,8 +345,35 @@ class FilePane(Vertical):
             self.load(self.source.home)
 
     def set_source(self, source: Source) -> None:
+        """Show ``source`` (from its initial folder); selection and filter start afresh."""
         self.source = source
+        self.marked.clear()
+        self.filter_text = ""
+        self.query_one(FilterInput).value = ""
+        self.query_one(FilterInput).remove_class("-shown")
         self.load(source.home)
+
+    def show_connecting(self, label: str) -> None:
+        """Drop the current source (the browser is switching this pane to ``label``) and show
+        "connecting…" until :meth:`set_source`; a listing still on its way is discarded."""
+        self.workers.cancel_group(self, "listing")
+        self.source = None
+        self.path = ""
+        self.entries, self.rows, self.markers = [], [], {}
+        self.marked.clear()
+        self.listed = False
+        self.table.clear()
+        self.table.loading = True
+        self.query_one(PathBar).set_location(label, "", "connecting…")
+        self.query_one(".pane-status", Static).update("")
+
+    def show_not_connected(self, label: str, message: str) -> None:
+        """The connection for :meth:`show_connecting` failed: say so in the pane."""
+        self.table.loading = False
+        self.query_one(PathBar).set_location(label, "", "not connected")
+        self.query_one(".pane-status", Static).update(
+            Text(f"not connected: {display_name(message)}", no_wrap=True, overflow="ellipsis")
+        )
 
     def set_active(self, active: bool) -> None:
         self.set_class(active, "-active")
