@@ -464,11 +464,16 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
         handles: list[asyncssh.SFTPClientFile] = []
         with sftp_errors(temp):
             try:
-                handles.append(await lanes[0].sftp.open(temp, flags, block_size=0, encoding=None))
-                flags &= ~asyncssh.FXF_TRUNC
-                handles += await asyncio.gather(
-                    *(ln.sftp.open(temp, flags, block_size=0, encoding=None) for ln in lanes[1:])
-                )
+                # all handles open at once: the first truncates; nothing is written before
+                # every open has answered, so the others never see stale bytes written
+                rest = flags & ~asyncssh.FXF_TRUNC
+                opened = await asyncio.gather(
+                    *(ln.sftp.open(temp, flags if i == 0 else rest, block_size=0, encoding=None)
+                      for i, ln in enumerate(lanes)), return_exceptions=True)
+                handles += [h for h in opened if isinstance(h, asyncssh.SFTPClientFile)]
+                failed = [h for h in opened if isinstance(h, BaseException)]
+                if failed:
+                    raise failed[0]
                 await _push(handles, lanes, fd, source, start, total, digest, progress)
                 if start == 0 and total == 0:
                     pass

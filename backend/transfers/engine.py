@@ -49,7 +49,15 @@ from backend.errors import (
 from backend.names import display_name
 from backend.remote import translate_sftp_error
 from backend.sites.model import Site
-from backend.transfers.copier import Outcome, Plan, download, run_all, upload
+from backend.transfers.copier import (
+    SPLIT_UPLOAD_AT,
+    UPLOAD_LANES,
+    Outcome,
+    Plan,
+    download,
+    run_all,
+    upload,
+)
 from backend.transfers.crypt import Cipher
 from backend.transfers.journal import FileRow, JobRow, Journal
 from backend.transfers.model import (
@@ -60,7 +68,7 @@ from backend.transfers.model import (
     TransferEvent,
 )
 from backend.transfers.planner import plan_get, plan_put
-from backend.transfers.pool import Connector, SitePool
+from backend.transfers.pool import LANE_BUSY, Connector, SitePool
 from backend.transfers.verify import RemoteHasher
 
 __all__ = ["Connector", "RetryPolicy", "TransferEngine"]
@@ -171,6 +179,15 @@ def _classify(exc: BaseException) -> str:
     return "fatal"
 
 
+def lanes_wanted(direction: str, todo: list[FileRow], width: int) -> int:
+    """How many SFTP lanes a job will use, so they can be opened together up front: big
+    uploads split over :data:`UPLOAD_LANES`; many files spread ``LANE_BUSY`` to a lane."""
+    many = -(-width // LANE_BUSY) if width > 1 else 1
+    if direction == "put" and any(r.size >= SPLIT_UPLOAD_AT for r in todo):
+        return max(many, UPLOAD_LANES)
+    return many
+
+
 class TransferEngine:
     """The queue runner. All methods run on one asyncio loop; callbacks are called on it."""
 
@@ -228,6 +245,8 @@ class TransferEngine:
         for live in lives:
             self._stop_job(live, "queued")
         await asyncio.gather(*(lv.task for lv in lives if lv.task), return_exceptions=True)
+        for hasher in self._hashers.values():
+            hasher.close()
         for pool in self._pools.values():
             await pool.close()
         self._pools.clear()
@@ -564,7 +583,17 @@ class TransferEngine:
                     await self._run_file(live, plan, row)
 
             width = min(spec.parallel or FILES_AT_ONCE, len(todo))
-            await run_all([worker() for _ in range(width)])
+            wanted = lanes_wanted(spec.direction, todo, width)
+            if spec.verify == "sha256" and todo:
+                plan.hasher.warm()
+            warming = asyncio.ensure_future(pool.warm(wanted)) if wanted > 1 else None
+            try:
+                await run_all([worker() for _ in range(width)])
+            finally:
+                if warming is not None and not warming.done():
+                    warming.cancel()
+                    with contextlib.suppress(BaseException):
+                        await warming
             failed = [r for r in self.journal.files(job.id) if r.state == "failed"]
             if failed:
                 live.error = f"{len(failed)} of {len(rows)} files failed"

@@ -38,6 +38,7 @@ class _Conn:
     conn: asyncssh.SSHClientConnection
     lanes: list[Lane] = field(default_factory=list)
     dead: bool = False
+    opening: int = 0  # lanes being opened on it right now
 
 
 @dataclass(eq=False)
@@ -103,11 +104,37 @@ class SitePool:
         self._conns.append(entry)
         return entry
 
-    async def _open_lane(self) -> Lane:
+    async def _open_lanes(self, count: int) -> list[Lane]:
+        """Open ``count`` new lanes at once (each SFTP channel costs the server a process
+        start and several round trips, so they are opened concurrently, not one by one).
+        Returns the ones that opened; raises only when none did."""
         live = [c for c in self._conns if not c.dead]
-        target = next((c for c in live if len(c.lanes) < LANES_PER_CONN), None)
-        if target is None:
-            target = await self._open_conn()
+        room = {id(c): LANES_PER_CONN - len(c.lanes) - c.opening for c in live}
+        targets: list[_Conn | None] = []
+        for _ in range(max(0, min(count, self.max_lanes - len(self._lanes())))):
+            conn = next((c for c in live if room[id(c)] > 0), None)
+            if conn is not None:
+                room[id(conn)] -= 1
+            targets.append(conn)
+        new_conns = (targets.count(None) + LANES_PER_CONN - 1) // LANES_PER_CONN
+        new_conns = min(new_conns, self.max_conns - len(live))
+        opened = await asyncio.gather(*(self._open_conn() for _ in range(new_conns)),
+                                      return_exceptions=True)
+        fresh = [c for c in opened if isinstance(c, _Conn)]
+        slots = [c for c in fresh for _ in range(LANES_PER_CONN)]
+        targets = [t if t is not None else (slots.pop(0) if slots else None) for t in targets]
+        results = await asyncio.gather(*(self._start_lane(t) for t in targets if t is not None),
+                                       return_exceptions=True)
+        lanes = [r for r in results if isinstance(r, Lane)]
+        if not lanes:
+            errors = [e for e in (*opened, *results) if isinstance(e, BaseException)]
+            if errors:
+                raise errors[0]
+            raise ConnectError(f"{self.name}: cannot open an SFTP channel")
+        return lanes
+
+    async def _start_lane(self, target: _Conn) -> Lane:
+        target.opening += 1
         try:
             sftp = await target.conn.start_sftp_client()
         except (asyncssh.Error, OSError) as exc:
@@ -115,6 +142,8 @@ class SitePool:
             raise ConnectError(
                 f"{self.name}: cannot open an SFTP channel: {display_name(str(exc))}"
             ) from None
+        finally:
+            target.opening -= 1
         lane = Lane(sftp=sftp, owner=target)
         target.lanes.append(lane)
         return lane
@@ -128,7 +157,7 @@ class SitePool:
             best = min(lanes, key=lambda ln: ln.load, default=None)
             if best is None or (best.load >= LANE_BUSY and len(lanes) < self.max_lanes):
                 try:
-                    best = await self._open_lane()
+                    best = (await self._open_lanes(1))[0]
                 except FerryError:
                     if best is None:
                         raise
@@ -139,17 +168,29 @@ class SitePool:
         """Up to ``count`` distinct lanes for one big file (opening new ones as allowed)."""
         async with self._lock:
             have = sorted(self._lanes(), key=lambda ln: ln.load)
-            while len(have) < min(count, self.max_lanes):
+            missing = min(count, self.max_lanes) - len(have)
+            if missing > 0:
                 try:
-                    have.append(await self._open_lane())
+                    have += await self._open_lanes(missing)
                 except FerryError:
                     if not have:
                         raise
-                    break
             chosen = have[:count]
             for lane in chosen:
                 lane.load += 1
             return chosen
+
+    async def warm(self, count: int) -> None:
+        """Open lanes up to ``count`` in all, at once, before work needs them (a job that will
+        use several lanes then does not open them one by one). Failures are left for the
+        transfers themselves to meet."""
+        if self.closed:
+            return
+        async with self._lock:
+            missing = min(count, self.max_lanes) - len(self._lanes())
+            if missing > 0:
+                with contextlib.suppress(FerryError):
+                    await self._open_lanes(missing)
 
     def release(self, lane: Lane) -> None:
         lane.load = max(0, lane.load - 1)
