@@ -53,3 +53,18 @@ def save_site(site: Site) -> None:
 
 def sites_toml(home: Path) -> str:
     return (home / "sites.toml").read_text()
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """Let focus and pending refreshes land before a snapshot.
+
+    The Footer shows the focused widget's bindings (e.g. ``⏎`` rather than ``v`` once a table
+    has focus) and recomposes a frame after focus moves; on a loaded machine a snapshot taken
+    too early catches the in-between state.
+    """
+    deadline = time.monotonic() + 5.0
+    while pilot.app.screen.focused is None and time.monotonic() < deadline:
+        await pilot.pause(0.02)
+    await pilot.wait_for_scheduled_animations()
+    for _ in range(3):
+        await pilot.pause(0.05)

@@ -15,7 +15,7 @@ import pytest
 
 from backend.cases.store import DOWNLOADED, PROCESSING, READY, CaseStore
 from backend.demo.runner import DemoServer
-from tests.tui import wait_for
+from tests.tui import settle, wait_for
 from tui.app import FerryApp
 from tui.screens.cases import CasesScreen
 
@@ -57,7 +57,7 @@ async def _show(pilot: Any) -> None:
     await app.push_screen(screen)
     await wait_for(pilot, lambda: screen.loaded and screen.table.row_count == 3)
     app.clear_notifications()
-    await pilot.pause()
+    await settle(pilot)
 
 
 def test_case_view_snapshot(snap_compare, demo) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from backend.shares.server import start_share_service, stop_share_service
 from backend.shares.service import ShareService
-from tests.tui import wait_for
+from tests.tui import settle, wait_for
 from tui.app import FerryApp
 from tui.screens.shares import SharesScreen
 
@@ -104,7 +104,7 @@ async def _show(pilot: Any) -> None:
     await app.push_screen(screen)
     await wait_for(pilot, lambda: screen.loaded and screen.table.row_count == 3)
     app.clear_notifications()
-    await pilot.pause()
+    await settle(pilot)
 
 
 def test_shares_screen_snapshot(snap_compare, shares) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from backend.demo.runner import DemoServer
-from tests.tui import wait_for
+from tests.tui import settle, wait_for
 from tests.tui.browser_kit import browser, goto, loaded
 from tui.app import FerryApp
 from tui.widgets.queue_panel import QueuePanel
@@ -67,7 +67,7 @@ def _inbox(theme: str):
         await loaded(pilot, screen.right, "/idt/From_IDT")
         await goto(pilot, screen.right, "CASE-20261119-0032")
         pilot.app.clear_notifications()
-        await pilot.pause()
+        await settle(pilot)
 
     return run_before
 
@@ -99,7 +99,7 @@ def _queue(theme: str):
         panel.table.focus()
         panel.table.move_cursor(row=0)
         app.clear_notifications()
-        await pilot.pause()
+        await settle(pilot)
 
     return run_before
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.tui import settle
 from tui.app import FerryApp
 
 SITES_TOML = """\
@@ -57,7 +58,7 @@ def _with_theme(home: Path, theme: str) -> FerryApp:
 @pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
 def test_sites_screen(snap_compare, snapshot_home: Path, theme: str, size: tuple) -> None:
     async def ready(pilot) -> None:
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(_with_theme(snapshot_home, theme), terminal_size=size, run_before=ready)
 
@@ -68,7 +69,7 @@ def test_help_screen(snap_compare, snapshot_home: Path, theme: str, size: tuple)
     async def open_help(pilot) -> None:
         await pilot.pause()
         await pilot.press("question_mark")
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(
         _with_theme(snapshot_home, theme), terminal_size=size, run_before=open_help
