@@ -36,3 +36,42 @@ async def test_download_and_upload_round_trip_verified_and_audited(ferry_home, s
     assert len(rows) == 6
     big = [r for r in rows if r.fields["source"].endswith("big.bin")]
     assert big[0].fields["sha256"] == want and big[0].fields["verify"] == "sha256"
+
+
+async def test_big_files_split_over_several_lanes_arrive_intact_both_ways(
+        ferry_home, sftp_server, tmp_path, monkeypatch):
+    import asyncssh
+
+    from backend.transfers import copier
+    from tests.proxies import Proxy
+
+    monkeypatch.setattr(copier, "SPLIT_DOWNLOAD_AT", 256 * 1024)
+    monkeypatch.setattr(copier, "SPLIT_UPLOAD_AT", 256 * 1024)
+    monkeypatch.setattr(copier, "MAX_BLOCK", 32 * 1024)  # many blocks, interleaved lanes
+    opened_on: dict[str, set[int]] = {}
+    real_open = asyncssh.SFTPClient.open
+
+    async def counting_open(self, path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened_on.setdefault(str(path).rsplit("/", 1)[-1], set()).add(id(self))
+        return await real_open(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(asyncssh.SFTPClient, "open", counting_open)
+    want = write_random(sftp_server.root / "big.bin", 4 * 1024 * 1024 + 3, seed=7)
+    with Proxy(sftp_server.port, rate=6_000_000) as slow:  # slow enough for lanes to join
+        engine = make_engine(lambda: sftp_server.site("lab", port=slow.port))
+        await engine.start()
+        try:
+            job = await engine.submit(JobSpec("get", "lab", ["/big.bin"],
+                                              str(tmp_path / "a.bin")))
+            assert (await engine.wait(job)).state == "done"
+            assert sha256_of(tmp_path / "a.bin") == want
+            job = await engine.submit(JobSpec("put", "lab", [str(tmp_path / "a.bin")],
+                                              "/up.bin"))
+            assert (await engine.wait(job)).state == "done"
+            assert sha256_of(sftp_server.root / "up.bin") == want
+        finally:
+            await engine.stop()
+    assert len(opened_on["big.bin"]) == copier.DOWNLOAD_LANES  # really split
+    assert len(opened_on["up.bin.ferrypart"]) == copier.UPLOAD_LANES
+    rows = AuditLog().query(event="transfer.file")
+    assert [r.fields["verify"] for r in rows] == ["sha256", "sha256"]

@@ -50,6 +50,8 @@ from backend.names import display_name
 from backend.remote import translate_sftp_error
 from backend.sites.model import Site
 from backend.transfers.copier import (
+    DOWNLOAD_LANES,
+    SPLIT_DOWNLOAD_AT,
     SPLIT_UPLOAD_AT,
     UPLOAD_LANES,
     Outcome,
@@ -181,10 +183,13 @@ def _classify(exc: BaseException) -> str:
 
 def lanes_wanted(direction: str, todo: list[FileRow], width: int) -> int:
     """How many SFTP lanes a job will use, so they can be opened together up front: big
-    uploads split over :data:`UPLOAD_LANES`; many files spread ``LANE_BUSY`` to a lane."""
+    files split over :data:`UPLOAD_LANES` / :data:`DOWNLOAD_LANES`; many files spread
+    ``LANE_BUSY`` to a lane."""
     many = -(-width // LANE_BUSY) if width > 1 else 1
     if direction == "put" and any(r.size >= SPLIT_UPLOAD_AT for r in todo):
         return max(many, UPLOAD_LANES)
+    if direction == "get" and any(r.size >= SPLIT_DOWNLOAD_AT for r in todo):
+        return max(many, DOWNLOAD_LANES)
     return many
 
 

@@ -180,6 +180,23 @@ class SitePool:
                 lane.load += 1
             return chosen
 
+    async def more_lanes(self, have: list[Lane], count: int) -> list[Lane]:
+        """Up to ``count`` lanes other than ``have`` (opening new ones as allowed), for one
+        big file already moving on ``have``. Raises only when none could be had."""
+        async with self._lock:
+            others = sorted((ln for ln in self._lanes() if ln not in have),
+                            key=lambda ln: ln.load)
+            missing = min(count, self.max_lanes - len(have)) - len(others)
+            if missing > 0:
+                with contextlib.suppress(FerryError):
+                    others += await self._open_lanes(missing)
+            chosen = others[:count]
+            if not chosen:
+                raise ConnectError(f"{self.name}: no other SFTP channel is available")
+            for lane in chosen:
+                lane.load += 1
+            return chosen
+
     async def warm(self, count: int) -> None:
         """Open lanes up to ``count`` in all, at once, before work needs them (a job that will
         use several lanes then does not open them one by one). Failures are left for the

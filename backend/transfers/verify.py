@@ -114,6 +114,7 @@ class RemoteHasher:
         self._idle: list[_Shell] = []
         self._shells_ok: bool | None = None  # False: run each batch as its own exec
         self._tasks: set[asyncio.Task[None]] = set()
+        self._starting: asyncio.Future[_Shell | None] | None = None
 
     def _usable(self) -> bool:
         return not (self._pool.exec_ok is False or (
@@ -137,7 +138,8 @@ class RemoteHasher:
 
     async def _warm(self) -> None:
         try:
-            shell = await self._shell()
+            self._starting = asyncio.ensure_future(self._shell(waiting=False))
+            shell = await self._starting
             if shell is not None:
                 self._idle.append(shell)
         finally:
@@ -184,7 +186,12 @@ class RemoteHasher:
             if not fut.done():
                 fut.set_result(digests[i] if digests else None)
 
-    async def _shell(self) -> _Shell | None:
+    async def _shell(self, *, waiting: bool = True) -> _Shell | None:
+        starting = self._starting
+        if waiting and starting is not None and not starting.done() and not self._idle:
+            # the warm-up is starting one right now: wait for it rather than start another
+            with contextlib.suppress(Exception):
+                await asyncio.shield(starting)
         while self._idle:
             shell = self._idle.pop()
             if not shell.conn.is_closed() and not shell.proc.is_closing():
