@@ -148,11 +148,21 @@ class AuditLog:
     # -- writing --------------------------------------------------------------------------
     def append(self, event: str, **fields: Any) -> int:
         """Append one event; returns its row id. ``actor`` defaults to the local OS user."""
-        if not event:
-            raise ValueError("audit event name must not be empty")
-        actor = str(fields.pop("actor", None) or _local_user())
-        body = canonical_json(fields)
-        ts = _now()
+        return self.append_many([(event, fields)])[0]
+
+    def append_many(self, events: list[tuple[str, dict[str, Any]]]) -> list[int]:
+        """Append several events in one transaction (one commit, one head write: what a busy
+        writer such as the transfer engine needs); returns their row ids in order."""
+        rows = []
+        for event, fields in events:
+            if not event:
+                raise ValueError("audit event name must not be empty")
+            fields = dict(fields)
+            actor = str(fields.pop("actor", None) or _local_user())
+            rows.append((event, actor, canonical_json(fields)))
+        if not rows:
+            return []
+        ids: list[int] = []
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
@@ -160,18 +170,22 @@ class AuditLog:
                 seq = con.execute("SELECT seq FROM sqlite_sequence WHERE name='audit'").fetchone()
                 next_id = max(last[0] if last else 0, seq[0] if seq else 0) + 1
                 prev = last[1] if last else GENESIS
-                digest = row_hash(prev, next_id, ts, event, actor, body)
-                con.execute(
-                    "INSERT INTO audit(id, ts, event, actor, fields, prev_hash, hash)"
-                    " VALUES (?,?,?,?,?,?,?)",
-                    (next_id, ts, event, actor, body, prev, digest),
-                )
+                for event, actor, body in rows:
+                    ts = _now()
+                    digest = row_hash(prev, next_id, ts, event, actor, body)
+                    con.execute(
+                        "INSERT INTO audit(id, ts, event, actor, fields, prev_hash, hash)"
+                        " VALUES (?,?,?,?,?,?,?)",
+                        (next_id, ts, event, actor, body, prev, digest),
+                    )
+                    ids.append(next_id)
+                    prev, next_id = digest, next_id + 1
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        self._write_head(next_id, digest)
-        return next_id
+        self._write_head(ids[-1], prev)
+        return ids
 
     def _write_head(self, row_id: int, digest: str) -> None:
         current = self._read_head()

@@ -226,6 +226,8 @@ class TransferEngine:
         self._loop_task: asyncio.Task[None] | None = None
         self._started = False
         self._errors: dict[int, FerryError] = {}
+        self._audit_rows: list[tuple[str, dict[str, object]]] = []
+        self._audit_writer: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -250,6 +252,7 @@ class TransferEngine:
         for live in lives:
             self._stop_job(live, "queued")
         await asyncio.gather(*(lv.task for lv in lives if lv.task), return_exceptions=True)
+        await self._flush_audit()
         for hasher in self._hashers.values():
             hasher.close()
         for pool in self._pools.values():
@@ -634,6 +637,7 @@ class TransferEngine:
         if final_state == "cancelled":
             with contextlib.suppress(Exception):
                 await self._cleanup_temps(job.id)
+        await self._flush_audit()
         live.state = final_state
         try:
             current = self.journal.job(job.id).state
@@ -722,27 +726,40 @@ class TransferEngine:
         self.journal.update_file(row)
 
     def _audit(self, live: _Live, plan: Plan, row: FileRow) -> None:
+        """Queue the file's audit row; a writer thread appends queued rows in one transaction
+        each (one commit and head write per batch, never blocking the transfers). A job is
+        only settled, and the engine only stops, once its rows are written."""
         if row.state == "skipped" and row.error != "destination exists":
             return
         spec = live.job.spec
-        try:
-            self.audit.append(
-                "transfer.file",
-                job=live.job.id,
-                site=spec.site,
-                host=plan.site.host,
-                direction="download" if spec.direction == "get" else "upload",
-                source=row.src,
-                destination=row.dst,
-                size=row.size,
-                sha256=row.sha256,
-                verify=row.verify,
-                encrypted=plan.cipher is not None,
-                result=row.state,
-                error=row.error if row.state == "failed" else None,
-            )
-        except Exception:
-            log.exception("could not write the audit row for %s", row.src)
+        self._audit_rows.append(("transfer.file", dict(
+            job=live.job.id,
+            site=spec.site,
+            host=plan.site.host,
+            direction="download" if spec.direction == "get" else "upload",
+            source=row.src,
+            destination=row.dst,
+            size=row.size,
+            sha256=row.sha256,
+            verify=row.verify,
+            encrypted=plan.cipher is not None,
+            result=row.state,
+            error=row.error if row.state == "failed" else None,
+        )))
+        if self._audit_writer is None or self._audit_writer.done():
+            self._audit_writer = asyncio.get_running_loop().create_task(self._write_audit())
+
+    async def _write_audit(self) -> None:
+        while self._audit_rows:
+            batch, self._audit_rows = self._audit_rows, []
+            try:
+                await asyncio.to_thread(self.audit.append_many, batch)
+            except Exception:
+                log.exception("could not write %d audit rows", len(batch))
+
+    async def _flush_audit(self) -> None:
+        while self._audit_writer is not None and not self._audit_writer.done():
+            await asyncio.shield(self._audit_writer)
 
     async def _cleanup_temps(self, job_id: int) -> None:
         """Remove partial temp files of a cancelled job (ours by name; never final files)."""
