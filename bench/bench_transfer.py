@@ -2,10 +2,15 @@
 
 Starts OpenSSH's sshd on loopback (``tests.servers.start_sshd``) and the WAN emulator
 (``bench.wan``: +20 ms each way = 40 ms RTT, bandwidth unlimited) in its own process, then
-times, for each workload, ``sftp -b`` (pinned host key, ``-i key``, ``-P port``) and Ferry's
-engine (default settings: SHA-256 verification by the server's ``sha256sum``, temp name and
-rename for uploads), and prints times and ratios with the targets. Memory: a child process
-downloads and uploads one sparse file over loopback and reports its peak RSS.
+times, for each workload, ``sftp -b`` (pinned host key, ``-i key``, ``-P port``; it verifies
+nothing) and Ferry's engine twice: with its default ``--verify sha256`` (the server hashes
+every file; temp name and rename for uploads, fsync before publishing downloads) and with
+``--verify size`` (size + last 64 KiB re-read), and prints times and ratios with the targets
+(judged on the default). Both sides are timed from process start to exit: Ferry runs in a
+fresh Python process (``python -m bench.bench_transfer --one ...``) as sftp does, so imports,
+connecting and planning are counted. Source files are written just before and read from a
+warm page cache by both. Memory: a child process downloads and uploads one sparse file over
+loopback and reports its peak RSS.
 
 ``BENCH_QUICK=1`` uses smaller sizes (64 MiB instead of 256 MiB, 256 MiB instead of 1 GiB,
 200 files instead of 2000, 1 GiB sparse instead of 10 GiB). ``BENCH_ONLY=wan-down,...``
@@ -40,8 +45,9 @@ SPARSE = (1024 if QUICK else 10 * 1024) * MiB
 class Row:
     name: str
     sftp: float
-    ferry: float
+    ferry: float  # --verify sha256 (the default; targets are judged on it)
     target: float
+    ferry_size: float = 0.0  # --verify size
 
     @property
     def ratio(self) -> float:
@@ -108,11 +114,22 @@ class Bench:
 
     # -- Ferry ----------------------------------------------------------------------------
     def ferry(self, port: int, direction: str, sources: list[str], dest: str,
-              recursive: bool = False) -> float:
-        return asyncio.run(self._ferry(port, direction, sources, dest, recursive))
+              recursive: bool = False, verify: str = "sha256") -> float:
+        """Run one Ferry job in a fresh process (like sftp); seconds from spawn to exit."""
+        argv = [sys.executable, "-m", "bench.bench_transfer", "--one", str(port),
+                str(self.sshd.workdir), direction, verify, "1" if recursive else "0", dest,
+                *sources]
+        env = {**os.environ, "PYTHONPATH": os.getcwd(), "FERRY_HOME": str(self.work / "home")}
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, env=env)
+        return time.perf_counter() - start
+
+    def ferry_in_process(self, port: int, direction: str, sources: list[str], dest: str,
+                         recursive: bool = False, verify: str = "sha256") -> float:
+        return asyncio.run(self._ferry(port, direction, sources, dest, recursive, verify))
 
     async def _ferry(self, port: int, direction: str, sources: list[str], dest: str,
-                     recursive: bool) -> float:
+                     recursive: bool, verify: str = "sha256") -> float:
         from backend import ssh
         from backend.transfers import JobSpec, TransferEngine
 
@@ -126,7 +143,8 @@ class Bench:
         try:
             start = time.perf_counter()
             job = await engine.submit(JobSpec(direction, "bench", sources, dest,  # type: ignore[arg-type]
-                                              recursive=recursive, on_conflict="overwrite"))
+                                              recursive=recursive, on_conflict="overwrite",
+                                              verify=verify))  # type: ignore[arg-type]
             status = await engine.wait(job)
             took = time.perf_counter() - start
         finally:
@@ -145,19 +163,16 @@ class Bench:
         for direction in ("down", "up"):
             out = self.work / f"{name}-{direction}"
             out.mkdir()
-            if direction == "down":
-                t_sftp = self.sftp(port, [f"get {src} {out}/sftp.bin"])
-                t_ferry = self.ferry(port, "get", [str(src)], str(out / "ferry.bin"))
-                same = _same(out / "ferry.bin", src)
-            else:
-                t_sftp = self.sftp(port, [f"put {src} {out}/sftp.bin"])
-                t_ferry = self.ferry(port, "put", [str(src)], str(out / "ferry.bin"))
-                same = _same(out / "ferry.bin", src)
-            if not same:
-                raise RuntimeError(f"{name} {direction}: ferry's copy differs")
+            verb = "get" if direction == "down" else "put"
+            t_sftp = self.sftp(port, [f"{verb} {src} {out}/sftp.bin"])
+            t_size = self.ferry(port, verb, [str(src)], str(out / "size.bin"), verify="size")
+            t_ferry = self.ferry(port, verb, [str(src)], str(out / "ferry.bin"))
+            for copy in ("size.bin", "ferry.bin"):
+                if not _same(out / copy, src):
+                    raise RuntimeError(f"{name} {direction}: ferry's copy differs")
             rows.append(Row(f"{name} {size // MiB} MiB {direction}load", t_sftp, t_ferry,
                             target if direction == "down" or name == "loopback" else
-                            (2.0 if name == "wan" else target)))
+                            (2.0 if name == "wan" else target), t_size))
             shutil.rmtree(out)
         shutil.rmtree(src_dir)
         return rows
@@ -172,13 +187,19 @@ class Bench:
             b.mkdir()
             verb = "get" if direction == "down" else "put"
             t_sftp = self.sftp(port, [f"{verb} -r {src} {a}/"])
+            c = self.work / f"f-size-{direction}"
+            c.mkdir()
+            t_size = self.ferry(port, verb, [str(src)], str(c) + "/", recursive=True,
+                                verify="size")
             t_ferry = self.ferry(port, verb, [str(src)], str(b) + "/", recursive=True)
-            if len(list((b / "study").iterdir())) != FOLDER_FILES:
-                raise RuntimeError("ferry's folder copy is incomplete")
+            for copy in (b, c):
+                if len(list((copy / "study").iterdir())) != FOLDER_FILES:
+                    raise RuntimeError("ferry's folder copy is incomplete")
             rows.append(Row(f"wan {FOLDER_FILES} files x 190 KB {direction}load", t_sftp,
-                            t_ferry, target))
+                            t_ferry, target, t_size))
             shutil.rmtree(a)
             shutil.rmtree(b)
+            shutil.rmtree(c)
         shutil.rmtree(src)
         return rows
 
@@ -222,15 +243,31 @@ def _child(port: int, src: str, out: str, work: str) -> None:
     bench = Bench.__new__(Bench)
     bench.sshd = server
     start = time.perf_counter()
-    t1 = bench.ferry(port, "get", [src], out + "/")
-    t2 = bench.ferry(port, "put", [out + "/" + Path(src).name], out + "/back.img")
+    t1 = bench.ferry_in_process(port, "get", [src], out + "/")
+    t2 = bench.ferry_in_process(port, "put", [out + "/" + Path(src).name], out + "/back.img")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     size = os.path.getsize(src) / MiB
     print(f"sparse {size:.0f} MiB: download {t1:.1f}s, upload {t2:.1f}s; peak RSS "
           f"{rss:.0f} MiB (total {time.perf_counter() - start:.1f}s)")
 
 
+def _one(argv: list[str]) -> None:
+    """``--one PORT SSHD_DIR get|put VERIFY RECURSIVE DEST SOURCE...``: one job, then exit."""
+    from tests.servers import SshdServer
+
+    port, sshd_dir, direction, verify, recursive, dest, *sources = argv
+    workdir = Path(sshd_dir)
+    bench = Bench.__new__(Bench)
+    bench.sshd = SshdServer(port=int(port), workdir=workdir,
+                            host_key_path=workdir / "ssh_host_ed25519_key",
+                            client_key_path=workdir / "id_client", proc=None)  # type: ignore[arg-type]
+    bench.ferry_in_process(int(port), direction, sources, dest, recursive == "1", verify)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--one"]:
+        _one(sys.argv[2:])
+        return
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-", dir=os.environ.get("BENCH_DIR")))
     bench = Bench(work)
@@ -261,11 +298,13 @@ def main() -> None:
 
 
 def _table(rows: list[Row]) -> None:
-    print(f"{'workload':<38} {'sftp s':>8} {'ferry s':>8} {'ratio':>6} {'target':>7}  met")
+    print(f"{'workload':<36} {'sftp s':>7} {'ferry s':>8} {'ratio':>6} {'target':>7}  met"
+          f"  {'--verify size':>13} {'ratio':>6}")
     for r in rows:
         met = "yes" if r.ratio >= r.target else "NO"
-        print(f"{r.name:<38} {r.sftp:>8.2f} {r.ferry:>8.2f} {r.ratio:>5.2f}x {r.target:>6.1f}x"
-              f"  {met}", flush=True)
+        size_ratio = r.sftp / r.ferry_size if r.ferry_size else 0.0
+        print(f"{r.name:<36} {r.sftp:>7.2f} {r.ferry:>8.2f} {r.ratio:>5.2f}x {r.target:>6.1f}x"
+              f"  {met:<3}  {r.ferry_size:>12.2f}s {size_ratio:>5.2f}x", flush=True)
 
 
 if __name__ == "__main__":

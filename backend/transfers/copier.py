@@ -171,12 +171,18 @@ async def download(plan: Plan, row: FileRow, progress: Progress,
     """Fetch ``row.src`` into ``row.dst`` (a safe, already-joined local path)."""
     pool, site = plan.pool, plan.site
     lane = await pool.lane()
+    # stat and open go out together (one round trip, not two); the handle is used only once
+    # the stat said "regular file", and dropped with its lane otherwise (opening a FIFO can
+    # leave that server process blocked)
+    stat_task = asyncio.ensure_future(lane.sftp.stat(row.src))
+    open_task = asyncio.ensure_future(lane.sftp.open(row.src, "rb", block_size=0))
     try:
         with sftp_errors(row.src):
-            attrs = await lane.sftp.stat(row.src)
+            attrs = await stat_task
         if attrs.type != asyncssh.FILEXFER_TYPE_REGULAR and not stat.S_ISREG(
             attrs.permissions or 0
         ):
+            pool.retire(lane)
             raise TransferError(f"{display_name(row.src)} is not a regular file")
         size = int(attrs.size or 0)
         mtime = float(attrs.mtime) if attrs.mtime is not None else None
@@ -204,6 +210,7 @@ async def download(plan: Plan, row: FileRow, progress: Progress,
                 final = final.with_name(renamed(final.name, n))
             elif should_skip(plan.on_conflict, size, mtime, existing.st_size,
                              existing.st_mtime):
+                _drop_handle(open_task)
                 return Outcome("skipped", str(final), note="destination exists")
         row.dst = str(final)
         temp = str(final) + site.temp_suffix
@@ -212,13 +219,52 @@ async def download(plan: Plan, row: FileRow, progress: Progress,
         row.temp = temp
         save(row)
         try:
-            return await _download_into(plan, lane, row, fd, start, size, final, progress,
-                                        decrypting)
+            outcome = await _download_into(plan, lane, open_task, row, fd, start, size, final,
+                                           progress, decrypting)
         finally:
             with contextlib.suppress(OSError):
                 os.close(fd)
+        _drop_handle(open_task)  # done: nobody needs to wait for the close
+        return outcome
+    except BaseException:
+        if not stat_task.done():
+            stat_task.cancel()
+        if open_task.done() and not open_task.cancelled() and open_task.exception() is None:
+            # stopped or failed: close now, so reads still in flight end before we return
+            with contextlib.suppress(Exception):
+                await open_task.result().close()
+        else:
+            _drop_handle(open_task)
+        raise
     finally:
         pool.release(lane)
+
+
+def _drop_handle(open_task: asyncio.Future[asyncssh.SFTPClientFile]) -> None:
+    """Close the handle ``open_task`` gives (now or once it answers), in the background;
+    a no-op for a handle already closed."""
+    def close(task: asyncio.Future[asyncssh.SFTPClientFile]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            _background(task.result().close())
+
+    if open_task.done():
+        close(open_task)
+    else:
+        open_task.add_done_callback(close)
+
+
+_BACKGROUND: set[asyncio.Future[Any]] = set()
+
+
+def _background(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run a best-effort request (closing a read handle) without waiting for its answer."""
+    async def quiet() -> None:
+        with contextlib.suppress(Exception):
+            await coro
+
+    task = asyncio.ensure_future(quiet())
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 def _open_local_temp(temp: str, row: FileRow, resumable: bool) -> tuple[int, int]:
@@ -245,8 +291,10 @@ def _open_local_temp(temp: str, row: FileRow, resumable: bool) -> tuple[int, int
     return fd, 0
 
 
-async def _download_into(plan: Plan, lane: Lane, row: FileRow, fd: int, start: int, size: int,
-                         final: Path, progress: Progress, decrypting: bool) -> Outcome:
+async def _download_into(plan: Plan, lane: Lane,
+                         open_task: asyncio.Future[asyncssh.SFTPClientFile], row: FileRow,
+                         fd: int, start: int, size: int, final: Path, progress: Progress,
+                         decrypting: bool) -> Outcome:
     site = plan.site
     digest = (
         await asyncio.to_thread(_hash_prefix_local, row.temp or "", start)
@@ -262,80 +310,80 @@ async def _download_into(plan: Plan, lane: Lane, row: FileRow, fd: int, start: i
         plain_hash = hashlib.sha256() if decrypting else None
         written = 0
         with sftp_errors(row.src):
-            async with await lane.sftp.open(row.src, "rb", block_size=0) as fh:
-                block = block_for([lane], writing=False)
-                window = _Window(start)
-                next_off = start
+            fh = await open_task  # closed in the background by download() when done
+            block = block_for([lane], writing=False)
+            window = _Window(start)
+            next_off = start
 
-                def ordered(chunks: list[bytes | None]) -> None:
-                    nonlocal written
-                    for chunk in chunks:
-                        assert chunk is not None
-                        digest.update(chunk)
-                        if decryptor is not None:
-                            plain = decryptor.update(chunk)
-                            if plain:
-                                os.pwrite(fd, plain, written)
-                                plain_hash.update(plain)  # type: ignore[union-attr]
-                                written += len(plain)
-                    progress.checkpoint(window.contig)
+            def ordered(chunks: list[bytes | None]) -> None:
+                nonlocal written
+                for chunk in chunks:
+                    assert chunk is not None
+                    digest.update(chunk)
+                    if decryptor is not None:
+                        plain = decryptor.update(chunk)
+                        if plain:
+                            os.pwrite(fd, plain, written)
+                            plain_hash.update(plain)  # type: ignore[union-attr]
+                            written += len(plain)
+                progress.checkpoint(window.contig)
 
-                lane_quota = [min(READ_REQUESTS, max(1, size // block + 1))]
+            lane_quota = [min(READ_REQUESTS, max(1, size // block + 1))]
 
-                async def worker(handle: asyncssh.SFTPClientFile, lane_no: int, me: int) -> None:
-                    nonlocal next_off
-                    while me < lane_quota[lane_no]:
-                        await window.wait_until_below(next_off)
-                        if next_off >= size:
-                            return
-                        off = next_off
-                        n = min(block, size - off)
-                        next_off += n
-                        got = 0
-                        parts: list[bytes] = []
-                        while got < n:
-                            data = await handle.read(n - got, off + got)
-                            if not data:
-                                raise TransferError(
-                                    f"{display_name(row.src)} shrank while downloading"
-                                )
-                            if decryptor is None:
-                                os.pwrite(fd, data, off + got)
-                            parts.append(data)
-                            got += len(data)
-                            progress.add(len(data))
-                        ordered(window.complete(off, n, parts[0] if len(parts) == 1
-                                                else b"".join(parts)))
-
-                async def helpers() -> None:
-                    """Big files: more lanes join as they open (each SFTP channel has its own
-                    window and its own sftp-server process); lane 0 hands them its share."""
-                    if size - start < SPLIT_DOWNLOAD_AT:
+            async def worker(handle: asyncssh.SFTPClientFile, lane_no: int, me: int) -> None:
+                nonlocal next_off
+                while me < lane_quota[lane_no]:
+                    await window.wait_until_below(next_off)
+                    if next_off >= size:
                         return
-                    try:
-                        extra = await plan.pool.more_lanes([lane], DOWNLOAD_LANES - 1)
-                    except FerryError:
-                        return
-                    handles: list[asyncssh.SFTPClientFile] = []
-                    try:
-                        opened = await asyncio.gather(
-                            *(ln.sftp.open(row.src, "rb", block_size=0) for ln in extra),
-                            return_exceptions=True)
-                        handles = [h for h in opened if isinstance(h, asyncssh.SFTPClientFile)]
-                        if not handles or next_off >= size:
-                            return
-                        each = max(1, READ_REQUESTS // (len(handles) + 1))
-                        lane_quota[0] = each
-                        lane_quota.extend([each] * len(handles))
-                        await run_all([worker(h, i + 1, k) for i, h in enumerate(handles)
-                                       for k in range(each)])
-                    finally:
-                        await asyncio.gather(*(h.close() for h in handles),
-                                             return_exceptions=True)
-                        for ln in extra:
-                            plan.pool.release(ln)
+                    off = next_off
+                    n = min(block, size - off)
+                    next_off += n
+                    got = 0
+                    parts: list[bytes] = []
+                    while got < n:
+                        data = await handle.read(n - got, off + got)
+                        if not data:
+                            raise TransferError(
+                                f"{display_name(row.src)} shrank while downloading"
+                            )
+                        if decryptor is None:
+                            os.pwrite(fd, data, off + got)
+                        parts.append(data)
+                        got += len(data)
+                        progress.add(len(data))
+                    ordered(window.complete(off, n, parts[0] if len(parts) == 1
+                                            else b"".join(parts)))
 
-                await run_all([helpers(), *(worker(fh, 0, k) for k in range(lane_quota[0]))])
+            async def helpers() -> None:
+                """Big files: more lanes join as they open (each SFTP channel has its own
+                window and its own sftp-server process); lane 0 hands them its share."""
+                if size - start < SPLIT_DOWNLOAD_AT:
+                    return
+                try:
+                    extra = await plan.pool.more_lanes([lane], DOWNLOAD_LANES - 1)
+                except FerryError:
+                    return
+                handles: list[asyncssh.SFTPClientFile] = []
+                try:
+                    opened = await asyncio.gather(
+                        *(ln.sftp.open(row.src, "rb", block_size=0) for ln in extra),
+                        return_exceptions=True)
+                    handles = [h for h in opened if isinstance(h, asyncssh.SFTPClientFile)]
+                    if not handles or next_off >= size:
+                        return
+                    each = max(1, READ_REQUESTS // (len(handles) + 1))
+                    lane_quota[0] = each
+                    lane_quota.extend([each] * len(handles))
+                    await run_all([worker(h, i + 1, k) for i, h in enumerate(handles)
+                                   for k in range(each)])
+                finally:
+                    await asyncio.gather(*(h.close() for h in handles),
+                                         return_exceptions=True)
+                    for ln in extra:
+                        plan.pool.release(ln)
+
+            await run_all([helpers(), *(worker(fh, 0, k) for k in range(lane_quota[0]))])
         if decryptor is not None:
             tail = decryptor.finalize()
             if tail:

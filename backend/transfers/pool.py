@@ -209,6 +209,13 @@ class SitePool:
                 with contextlib.suppress(FerryError):
                     await self._open_lanes(missing)
 
+    def retire(self, lane: Lane) -> None:
+        """Stop using ``lane`` (its server process may be stuck); its connection stays."""
+        if lane in lane.owner.lanes:
+            lane.owner.lanes.remove(lane)
+        with contextlib.suppress(Exception):
+            lane.sftp.exit()
+
     def release(self, lane: Lane) -> None:
         lane.load = max(0, lane.load - 1)
 
