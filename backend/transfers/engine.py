@@ -77,7 +77,7 @@ __all__ = ["Connector", "RetryPolicy", "TransferEngine"]
 
 log = logging.getLogger("ferry.transfers")
 
-FILES_AT_ONCE = 32
+FILES_AT_ONCE = 64
 TICK = 0.1  # progress coalescing interval (≤ 10 events/s per job)
 POLL = 0.5  # journal poll for other processes' control and new jobs
 CHECKPOINT = 1.0  # how often verified offsets reach the journal

@@ -30,7 +30,7 @@ log = logging.getLogger("ferry.transfers")
 Connector = Callable[[str], Awaitable[tuple[Site, asyncssh.SSHClientConnection]]]
 
 LANES_PER_CONN = 4
-LANE_BUSY = 6  # files (or segment streams) on a lane before another lane is worth opening
+LANE_BUSY = 16  # files on a lane before another is worth opening (each costs sshd a login shell)
 
 
 @dataclass(eq=False)
