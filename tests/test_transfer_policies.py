@@ -76,6 +76,13 @@ async def test_upload_skip_and_overwrite(ferry_home, sftp_server, tmp_path):
                                               on_conflict="skip"))
     assert files[0].state == "skipped"
     assert os.path.getsize(sftp_server.root / "drop" / "a.bin") == 100
+    assert sorted(os.listdir(sftp_server.root / "drop")) == ["a.bin"]  # no temp file left
+    (sftp_server.root / "drop" / "sub").mkdir()
+    (tmp_path / "sub").write_bytes(b"x")
+    _, files = await run(sftp_server, JobSpec("put", "lab", [str(tmp_path / "sub")], "/drop/",
+                                              on_conflict="overwrite"))
+    assert files[0].state == "failed" and "folder" in (files[0].error or "")
+    assert sorted(os.listdir(sftp_server.root / "drop")) == ["a.bin", "sub"]
     _, files = await run(sftp_server, JobSpec("put", "lab", [str(src)], "/drop/",
                                               on_conflict="overwrite"))
     assert files[0].state == "done"

@@ -476,10 +476,20 @@ async def upload(plan: Plan, row: FileRow, progress: Progress,
             row.offset = 0
         row.size, row.mtime = st.st_size, st.st_mtime
         lane = await pool.lane()
+        early: asyncio.Future[asyncssh.SFTPClientFile] | None = None
         try:
             final = row.dst
             if plan.cipher is not None and not final.endswith(plan.cipher.suffix):
                 final += plan.cipher.suffix
+            guess = final + site.temp_suffix
+            if (row.size < SPLIT_UPLOAD_AT and plan.cipher is None
+                    and plan.on_conflict != "rename" and site.upload_mode != "direct"
+                    and not (row.offset and row.temp == guess)):
+                # a fresh small upload: create the temp file while the destination is looked
+                # at (one round trip, not two); removed again if the policy says skip
+                early = asyncio.ensure_future(lane.sftp.open(
+                    guess, asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC,
+                    block_size=0, encoding=None))
             with sftp_errors(final):
                 existing = await _remote_lstat(lane.sftp, final)
                 if existing is not None:
@@ -499,24 +509,48 @@ async def upload(plan: Plan, row: FileRow, progress: Progress,
                         row.mtime, int(existing.size or 0),
                         float(existing.mtime) if existing.mtime is not None else None,
                     ):
+                        await _abandon(lane, early, guess)
+                        pool.release(lane)
                         return Outcome("skipped", final, note="destination exists")
-        finally:
+        except BaseException:
+            await _abandon(lane, early, guess)
+            pool.release(lane)
+            raise
+        if early is None:
             pool.release(lane)
         row.dst = final
         direct = site.upload_mode == "direct"
         temp = final if direct else final + site.temp_suffix
-        return await _upload_via(plan, row, fd, temp, final, direct, progress, save)
+        return await _upload_via(plan, row, fd, temp, final, direct, progress, save,
+                                 (lane, early) if early is not None else None)
     finally:
         os.close(fd)
 
 
+async def _abandon(lane: Lane, early: asyncio.Future[asyncssh.SFTPClientFile] | None,
+                   path: str) -> None:
+    """Undo an early-created upload temp file (the policy said skip, or something failed)."""
+    if early is None:
+        return
+    try:
+        fh = await early
+    except Exception:
+        return
+    with contextlib.suppress(Exception):
+        await fh.close()
+    with contextlib.suppress(Exception):
+        await lane.sftp.remove(path)
+
+
 async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, direct: bool,
-                      progress: Progress, save: Callable[[FileRow], None]) -> Outcome:
+                      progress: Progress, save: Callable[[FileRow], None],
+                      early: tuple[Lane, asyncio.Future[asyncssh.SFTPClientFile]] | None = None,
+                      ) -> Outcome:
     pool = plan.pool
     nlanes = UPLOAD_LANES if row.size >= SPLIT_UPLOAD_AT else 1
-    lanes = await pool.lanes(nlanes)
+    lanes = [early[0]] if early is not None else await pool.lanes(nlanes)
     try:
-        start = row.offset if row.temp == temp else 0
+        start = row.offset if row.temp == temp and early is None else 0
         if start:
             with sftp_errors(temp):
                 attrs = await _remote_lstat(lanes[0].sftp, temp)
@@ -548,7 +582,8 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
                 # every open has answered, so the others never see stale bytes written
                 rest = flags & ~asyncssh.FXF_TRUNC
                 opened = await asyncio.gather(
-                    *(ln.sftp.open(temp, flags if i == 0 else rest, block_size=0, encoding=None)
+                    *(early[1] if early is not None else
+                      ln.sftp.open(temp, flags if i == 0 else rest, block_size=0, encoding=None)
                       for i, ln in enumerate(lanes)), return_exceptions=True)
                 handles += [h for h in opened if isinstance(h, asyncssh.SFTPClientFile)]
                 failed = [h for h in opened if isinstance(h, BaseException)]
