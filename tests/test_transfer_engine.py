@@ -48,6 +48,7 @@ async def test_big_files_split_over_several_lanes_arrive_intact_both_ways(
     monkeypatch.setattr(copier, "SPLIT_DOWNLOAD_AT", 256 * 1024)
     monkeypatch.setattr(copier, "SPLIT_UPLOAD_AT", 256 * 1024)
     monkeypatch.setattr(copier, "MAX_BLOCK", 32 * 1024)  # many blocks, interleaved lanes
+    monkeypatch.setattr(copier, "THREADED_AT", 1024 * 1024)  # writes on the helper thread
     opened_on: dict[str, set[int]] = {}
     real_open = asyncssh.SFTPClient.open
 

@@ -21,6 +21,7 @@ import os
 import posixpath
 import stat
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,6 +45,7 @@ SPLIT_UPLOAD_AT = 8 * 1024 * 1024  # files at least this big upload over several
 UPLOAD_LANES = 4
 SPLIT_DOWNLOAD_AT = 32 * 1024 * 1024  # ... and download over several lanes
 DOWNLOAD_LANES = 2  # 4 measured slower here: each channel costs sshd a login shell
+THREADED_AT = 8 * 1024 * 1024  # downloads this big write and hash on a helper thread
 AHEAD = 64 * 1024 * 1024  # bytes completed past the verified offset before workers wait
 FSYNC = True
 
@@ -305,10 +307,16 @@ async def _download_into(plan: Plan, lane: Lane,
     if plan.verify == "sha256" and site.allow_exec:
         # the server hashes while we download (the file is not changing under us)
         remote_digest = asyncio.ensure_future(plan.hasher.sha256(row.src))
+    io: ThreadPoolExecutor | None = None
     try:
         decryptor = plan.cipher.decryptor() if decrypting else None  # type: ignore[union-attr]
         plain_hash = hashlib.sha256() if decrypting else None
         written = 0
+        loop = asyncio.get_running_loop()
+        if decryptor is None and size - start >= THREADED_AT:
+            # big files: writing and hashing run on one helper thread, in order (both release
+            # the GIL), so the event loop only moves packets
+            io = ThreadPoolExecutor(1, thread_name_prefix="ferry-io")
         with sftp_errors(row.src):
             fh = await open_task  # closed in the background by download() when done
             block = block_for([lane], writing=False)
@@ -319,7 +327,10 @@ async def _download_into(plan: Plan, lane: Lane,
                 nonlocal written
                 for chunk in chunks:
                     assert chunk is not None
-                    digest.update(chunk)
+                    if io is not None:
+                        io.submit(digest.update, chunk)
+                    else:
+                        digest.update(chunk)
                     if decryptor is not None:
                         plain = decryptor.update(chunk)
                         if plain:
@@ -347,7 +358,9 @@ async def _download_into(plan: Plan, lane: Lane,
                             raise TransferError(
                                 f"{display_name(row.src)} shrank while downloading"
                             )
-                        if decryptor is None:
+                        if io is not None:
+                            await loop.run_in_executor(io, os.pwrite, fd, data, off + got)
+                        elif decryptor is None:
                             os.pwrite(fd, data, off + got)
                         parts.append(data)
                         got += len(data)
@@ -384,6 +397,8 @@ async def _download_into(plan: Plan, lane: Lane,
                         plan.pool.release(ln)
 
             await run_all([helpers(), *(worker(fh, 0, k) for k in range(lane_quota[0]))])
+            if io is not None:
+                await loop.run_in_executor(io, _nothing)  # every write and hash update done
         if decryptor is not None:
             tail = decryptor.finalize()
             if tail:
@@ -403,6 +418,8 @@ async def _download_into(plan: Plan, lane: Lane,
         _publish_local(row.temp or "", final, replace=plan.on_conflict != "rename")
         return Outcome("done", str(final), sha256=sha, verify=method)
     finally:
+        if io is not None:  # no write may still be pending once the caller closes fd
+            io.shutdown(wait=True, cancel_futures=True)
         if remote_digest is not None and not remote_digest.done():
             remote_digest.cancel()
 
@@ -429,6 +446,10 @@ async def _verify_download(plan: Plan, lane: Lane, row: FileRow, fd: int, size: 
     if not ok:
         raise IntegrityError(f"{display_name(row.src)}: size or tail differs from the server's")
     return "size+tail"
+
+
+def _nothing() -> None:
+    return None
 
 
 def _umask() -> int:
