@@ -123,6 +123,9 @@ class BrowserScreen(Screen[None]):
         self.local_dir = local_dir or os.getcwd()
         self.active_id = "left"
         self._remotes: dict[str, RemoteSource] = {}  # pane id -> its open connection
+        # connections of sites a pane switched away from: a queued move may still delete
+        # through one when its copy finishes, so they close with the screen
+        self._retired: list[RemoteSource] = []
 
     @property
     def site_name(self) -> str | None:
@@ -163,7 +166,8 @@ class BrowserScreen(Screen[None]):
             self.open_in_pane(self.right, self._initial_site)
 
     async def on_unmount(self) -> None:
-        remotes, self._remotes = list(self._remotes.values()), {}
+        remotes, self._remotes = [*self._remotes.values(), *self._retired], {}
+        self._retired = []
         for remote in remotes:
             with contextlib.suppress(Exception):
                 await remote.close()
@@ -172,7 +176,7 @@ class BrowserScreen(Screen[None]):
         """Switch ``pane`` to ``site_name`` (None: local files); connects in a worker."""
         old = self._remotes.pop(pane.id or "", None)
         if old is not None:
-            self.run_worker(old.close(), group="close", exclusive=False, exit_on_error=False)
+            self._retired.append(old)
         if site_name is None:
             self.workers.cancel_group(self, f"connect-{pane.id}")
             pane.set_source(LocalSource(self.local_dir))
