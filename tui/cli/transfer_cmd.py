@@ -77,7 +77,7 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify", choices=VERIFY_MODES, default="sha256",
                    help="check each file after transfer (default: sha256)")
     p.add_argument("--parallel", type=int, default=None, metavar="N",
-                   help="files at once (default 32)")
+                   help="files at once (default 64)")
     p.add_argument("--json", action="store_true", help="one JSON event per line")
 
 
