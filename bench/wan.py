@@ -28,6 +28,8 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, delay: flo
             wait = due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            if dst.is_closing():  # the far end went away: drop what is still in flight
+                break
             dst.write(data)
             if dst.transport.get_write_buffer_size() > 8 * CHUNK:
                 await dst.drain()
