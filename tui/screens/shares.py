@@ -114,7 +114,7 @@ class SharesScreen(Screen[None]):
 
     HELP_TITLE = "Shares"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "details", "Details", id="ferry.shares.details"),
+        Binding("enter", "details", "Details", priority=True, id="ferry.shares.details"),
         Binding("x,delete", "revoke", "Revoke", id="ferry.shares.revoke"),
         Binding("e", "extend", "Extend", id="ferry.shares.extend"),
         Binding("a", "add_recipient", "Add recipient", id="ferry.shares.add_recipient"),
