@@ -5,6 +5,7 @@ Helpers shared by the TUI test modules live here.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -56,15 +57,21 @@ def sites_toml(home: Path) -> str:
 
 
 async def settle(pilot: Pilot[Any]) -> None:
-    """Let focus and pending refreshes land before a snapshot.
+    """Let the screen stop changing before a snapshot.
 
-    The Footer shows the focused widget's bindings (e.g. ``⏎`` rather than ``v`` once a table
-    has focus) and recomposes a frame after focus moves; on a loaded machine a snapshot taken
-    too early catches the in-between state.
+    Focus, the Footer (which recomposes a frame after focus or bindings change) and late
+    worker results can land after a test's last explicit wait; on a loaded machine a snapshot
+    taken then catches an in-between frame. Waits until focus is set and three consecutive
+    renders are identical (at most a few seconds).
     """
     deadline = time.monotonic() + 5.0
     while pilot.app.screen.focused is None and time.monotonic() < deadline:
         await pilot.pause(0.02)
     await pilot.wait_for_scheduled_animations()
-    for _ in range(3):
+    previous, same = None, 0
+    deadline = time.monotonic() + 5.0
+    while same < 3 and time.monotonic() < deadline:
         await pilot.pause(0.05)
+        frame = re.sub(r"terminal-\d+", "t", pilot.app.export_screenshot())
+        same = same + 1 if frame == previous else 0
+        previous = frame

@@ -94,7 +94,9 @@ class CasesScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "send", "Send study", id="ferry.cases.send"),
         Binding("f", "fetch", "Fetch results", id="ferry.cases.fetch"),
-        Binding("enter,v", "report", "Report", priority=True, id="ferry.cases.report"),
+        Binding("v", "report", "Report", id="ferry.cases.report"),
+        Binding("enter", "report", "Report", priority=True, show=False,
+                id="ferry.cases.report_enter"),
         Binding("a", "archive", "Archive", id="ferry.cases.archive"),
         Binding("space", "mark", "Select", show=False, id="ferry.cases.select"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="ferry.cases.reload"),
