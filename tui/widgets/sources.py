@@ -7,6 +7,7 @@ connection and its SFTP client with :mod:`backend.remote`. Both return the same
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import os
@@ -21,45 +22,55 @@ from backend.remote import Listing, RemoteEntry, WalkItem
 from backend.sites.model import Site
 
 
-class Source:
+class Source(abc.ABC):
     """The operations a pane needs. Paths are strings in the source's own convention."""
 
     label: str = ""
     is_remote: bool = False
     home: str = "/"
 
+    @abc.abstractmethod
     def join(self, parent: str, name: str) -> str:
-        raise NotImplementedError
+        """Implemented by each source."""
 
+    @abc.abstractmethod
     def parent(self, path: str) -> str:
-        raise NotImplementedError
+        """Implemented by each source."""
 
+    @abc.abstractmethod
     async def list(self, path: str) -> Listing:
-        raise NotImplementedError
+        """Implemented by each source."""
 
     async def markers(self, path: str, entries: list[RemoteEntry]) -> dict[str, CaseMarker]:
         return {}
 
+    @abc.abstractmethod
     async def mkdir(self, parent: str, name: str) -> str:
-        raise NotImplementedError
+        """Implemented by each source."""
 
+    @abc.abstractmethod
     async def rename(self, parent: str, old: str, new: str) -> str:
-        raise NotImplementedError
+        """Implemented by each source."""
 
+    @abc.abstractmethod
     async def plan_delete(self, path: str) -> list[WalkItem]:
-        raise NotImplementedError
+        """Implemented by each source."""
 
+    @abc.abstractmethod
     async def delete(self, path: str) -> int:
-        raise NotImplementedError
+        """Implemented by each source."""
 
+    @abc.abstractmethod
     async def read_head(self, path: str) -> tuple[bytes, bool]:
-        raise NotImplementedError
+        """Implemented by each source."""
 
+    @abc.abstractmethod
     async def stat(self, path: str) -> RemoteEntry:
-        raise NotImplementedError
+        """Implemented by each source."""
 
+    @abc.abstractmethod
     async def sha256(self, path: str) -> str:
-        raise NotImplementedError
+        """Implemented by each source."""
 
     async def close(self) -> None:
         return None
