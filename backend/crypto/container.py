@@ -87,6 +87,21 @@ def ciphertext_size(plaintext_size: int, header_len: int) -> int:
     return header_len + plaintext_size + segment_count(plaintext_size) * TAG_SIZE
 
 
+def _segment_plan(
+    available: int, index: int, capacity: Callable[[int], int]
+) -> tuple[list[int], int]:
+    """Sizes of the whole segments (from segment ``index`` on) in ``available`` buffered bytes,
+    and their total. A segment is only whole once more bytes follow it: the last segment is
+    held back until ``finalize`` so it can be flagged as last."""
+    plan: list[int] = []
+    pos = 0
+    while available - pos > capacity(index):
+        plan.append(capacity(index))
+        pos += plan[-1]
+        index += 1
+    return plan, pos
+
+
 @dataclass(frozen=True)
 class ResumePoint:
     """Where to continue a partial upload: skip ``plaintext_offset`` bytes of the source,
@@ -230,13 +245,7 @@ class Encryptor:
         self._account(len(data))
         buf = self._buf
         buf += data
-        plan: list[int] = []
-        pos = 0
-        index = self._index
-        while len(buf) - pos > plaintext_capacity(index):
-            plan.append(plaintext_capacity(index))
-            pos += plan[-1]
-            index += 1
+        plan, pos = _segment_plan(len(buf), self._index, plaintext_capacity)
         if not plan:
             return b""
         out = bytearray(pos + TAG_SIZE * len(plan))
@@ -365,13 +374,7 @@ class Decryptor:
     def _drain(self) -> bytes:
         assert self._cipher is not None
         buf = self._buf
-        plan: list[int] = []
-        pos = 0
-        index = self._index
-        while len(buf) - pos > ciphertext_capacity(index):
-            plan.append(ciphertext_capacity(index))
-            pos += plan[-1]
-            index += 1
+        plan, pos = _segment_plan(len(buf), self._index, ciphertext_capacity)
         if not plan:
             return b""
         out = bytearray(pos - TAG_SIZE * len(plan))
