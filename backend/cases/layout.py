@@ -117,22 +117,22 @@ async def case_markers(
     return await _study_io(folders, root, rel, entries, list_names)
 
 
+def _areas(dirs: list[RemoteEntry], areas: dict[str, tuple[str, str]]) -> dict[str, CaseMarker]:
+    """Markers for a layout's top-level folders (``name -> (state, detail)``)."""
+    return {e.name: CaseMarker("area", *areas[e.name]) for e in dirs if e.name in areas}
+
+
 async def _inbox_outbox(
     f: LayoutFolders, root: str, rel: str, entries: list[RemoteEntry], list_names: ListNames
 ) -> dict[str, CaseMarker]:
     out: dict[str, CaseMarker] = {}
     dirs = _dirs(entries)
     if rel == "":
-        areas = {
+        return _areas(dirs, {
             f.inbox: ("inbox", "cases from the provider"),
             f.outbox: ("outbox", "cases waiting for the provider"),
             f.archive: ("archive", "old cases by year"),
-        }
-        for e in dirs:
-            if e.name in areas:
-                state, detail = areas[e.name]
-                out[e.name] = CaseMarker("area", state, detail)
-        return out
+        })
     if f.inbox and rel == f.inbox:
         archived: set[str] = set()
         if f.archive:
@@ -166,15 +166,10 @@ async def _study_io(
     out: dict[str, CaseMarker] = {}
     dirs = _dirs(entries)
     if rel == "":
-        areas = {
+        return _areas(dirs, {
             f.input: ("input", "one folder per uploaded study"),
             f.output: ("output", "results, one <study>_out folder each"),
-        }
-        for e in dirs:
-            if e.name in areas:
-                state, detail = areas[e.name]
-                out[e.name] = CaseMarker("area", state, detail)
-        return out
+        })
     if f.input and rel == f.input:
         results = (
             await _names(list_names, posixpath.join(root, f.output)) if f.output else set()
