@@ -23,6 +23,7 @@ import asyncio
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ BIG_LOCAL = (256 if QUICK else 1024) * MiB
 FOLDER_FILES = 200 if QUICK else 2000
 FOLDER_FILE_SIZE = 190_000
 SPARSE = (1024 if QUICK else 10 * 1024) * MiB
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))  # single-file workloads: medians of N
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Row:
     ferry: float  # --verify sha256 (the default; targets are judged on it)
     target: float
     ferry_size: float = 0.0  # --verify size
+    runs: dict[str, list[float]] | None = None  # every round, when there were several
 
     @property
     def ratio(self) -> float:
@@ -108,6 +111,7 @@ class Bench:
             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
             f"{self.sshd.user}@127.0.0.1",
         ]
+        os.sync()  # neither side pays for the other's deferred writeback
         start = time.perf_counter()
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
         return time.perf_counter() - start
@@ -120,6 +124,7 @@ class Bench:
                 str(self.sshd.workdir), direction, verify, "1" if recursive else "0", dest,
                 *sources]
         env = {**os.environ, "PYTHONPATH": os.getcwd(), "FERRY_HOME": str(self.work / "home")}
+        os.sync()
         start = time.perf_counter()
         subprocess.run(argv, check=True, env=env)
         return time.perf_counter() - start
@@ -155,6 +160,11 @@ class Bench:
 
     # -- workloads ------------------------------------------------------------------------
     def one_file(self, name: str, port: int, size: int, target: float) -> list[Row]:
+        """One big file each way; ``BENCH_ROUNDS`` interleaved rounds, medians reported.
+
+        Every copy is checked and deleted before the next run starts, so each run writes into
+        pages the previous one freed (on this VM, first-touch of never-used guest memory costs
+        ~2 s of system time per GiB and would land on whichever tool ran second)."""
         src_dir = self.work / f"{name}-src"
         src_dir.mkdir()
         src = src_dir / "big.bin"
@@ -164,15 +174,23 @@ class Bench:
             out = self.work / f"{name}-{direction}"
             out.mkdir()
             verb = "get" if direction == "down" else "put"
-            t_sftp = self.sftp(port, [f"{verb} {src} {out}/sftp.bin"])
-            t_size = self.ferry(port, verb, [str(src)], str(out / "size.bin"), verify="size")
-            t_ferry = self.ferry(port, verb, [str(src)], str(out / "ferry.bin"))
-            for copy in ("size.bin", "ferry.bin"):
-                if not _same(out / copy, src):
-                    raise RuntimeError(f"{name} {direction}: ferry's copy differs")
-            rows.append(Row(f"{name} {size // MiB} MiB {direction}load", t_sftp, t_ferry,
+            times: dict[str, list[float]] = {"sftp": [], "size": [], "sha256": []}
+            for _ in range(ROUNDS):
+                for tool in times:
+                    copy = out / f"{tool}.bin"
+                    if tool == "sftp":
+                        took = self.sftp(port, [f"{verb} {src} {copy}"])
+                    else:
+                        took = self.ferry(port, verb, [str(src)], str(copy), verify=tool)
+                    if not _same(copy, src):
+                        raise RuntimeError(f"{name} {direction}: {tool}'s copy differs")
+                    copy.unlink()
+                    times[tool].append(took)
+            med = {tool: statistics.median(ts) for tool, ts in times.items()}
+            rows.append(Row(f"{name} {size // MiB} MiB {direction}load", med["sftp"],
+                            med["sha256"],
                             target if direction == "down" or name == "loopback" else
-                            (2.0 if name == "wan" else target), t_size))
+                            (2.0 if name == "wan" else target), med["size"], times))
             shutil.rmtree(out)
         shutil.rmtree(src_dir)
         return rows
@@ -305,6 +323,9 @@ def _table(rows: list[Row]) -> None:
         size_ratio = r.sftp / r.ferry_size if r.ferry_size else 0.0
         print(f"{r.name:<36} {r.sftp:>7.2f} {r.ferry:>8.2f} {r.ratio:>5.2f}x {r.target:>6.1f}x"
               f"  {met:<3}  {r.ferry_size:>12.2f}s {size_ratio:>5.2f}x", flush=True)
+        if r.runs and len(r.runs["sftp"]) > 1:
+            print("    rounds: " + "; ".join(
+                f"{tool} " + "/".join(f"{t:.2f}" for t in ts) for tool, ts in r.runs.items()))
 
 
 if __name__ == "__main__":
