@@ -24,6 +24,7 @@ import asyncssh
 from backend.errors import ConnectError, FerryError
 from backend.names import display_name
 from backend.sites.model import Site
+from backend.sshtuning import start_sftp
 
 log = logging.getLogger("ferry.transfers")
 
@@ -77,6 +78,10 @@ class SitePool:
         self._lock = asyncio.Lock()
         self.exec_ok: bool | None = None  # None until an exec was tried
         self.closed = False
+        # set while warm() opens lanes without holding the lock: work that can use a lane
+        # already open goes ahead; work that needs one more waits for these instead of
+        # opening its own
+        self._warming: asyncio.Future[None] | None = None
 
     @property
     def max_conns(self) -> int:
@@ -136,7 +141,7 @@ class SitePool:
     async def _start_lane(self, target: _Conn) -> Lane:
         target.opening += 1
         try:
-            sftp = await target.conn.start_sftp_client()
+            sftp = await start_sftp(target.conn)
         except (asyncssh.Error, OSError) as exc:
             self._kill(target)
             raise ConnectError(
@@ -150,64 +155,85 @@ class SitePool:
 
     async def lane(self) -> Lane:
         """The least-loaded lane (a new one when all are busy and the limit allows)."""
-        if self.closed:
-            raise ConnectError(f"{self.name}: transfers are stopping")
-        async with self._lock:
-            lanes = self._lanes()
-            best = min(lanes, key=lambda ln: ln.load, default=None)
-            if best is None or (best.load >= LANE_BUSY and len(lanes) < self.max_lanes):
-                try:
-                    best = (await self._open_lanes(1))[0]
-                except FerryError:
-                    if best is None:
-                        raise
-            best.load += 1
-            return best
+        while True:
+            if self.closed:
+                raise ConnectError(f"{self.name}: transfers are stopping")
+            async with self._lock:
+                lanes = self._lanes()
+                best = min(lanes, key=lambda ln: ln.load, default=None)
+                grow = best is None or (best.load >= LANE_BUSY and len(lanes) < self.max_lanes)
+                if not grow or self._warming is None:
+                    if grow:
+                        try:
+                            best = (await self._open_lanes(1))[0]
+                        except FerryError:
+                            if best is None:
+                                raise
+                    assert best is not None
+                    best.load += 1
+                    return best
+                warming = self._warming
+            await asyncio.shield(warming)
 
     async def lanes(self, count: int) -> list[Lane]:
         """Up to ``count`` distinct lanes for one big file (opening new ones as allowed)."""
-        async with self._lock:
-            have = sorted(self._lanes(), key=lambda ln: ln.load)
-            missing = min(count, self.max_lanes) - len(have)
-            if missing > 0:
-                try:
-                    have += await self._open_lanes(missing)
-                except FerryError:
-                    if not have:
-                        raise
-            chosen = have[:count]
-            for lane in chosen:
-                lane.load += 1
-            return chosen
+        while True:
+            async with self._lock:
+                have = sorted(self._lanes(), key=lambda ln: ln.load)
+                missing = min(count, self.max_lanes) - len(have)
+                if missing <= 0 or self._warming is None:
+                    if missing > 0:
+                        try:
+                            have += await self._open_lanes(missing)
+                        except FerryError:
+                            if not have:
+                                raise
+                    chosen = have[:count]
+                    for lane in chosen:
+                        lane.load += 1
+                    return chosen
+                warming = self._warming
+            await asyncio.shield(warming)
 
     async def more_lanes(self, have: list[Lane], count: int) -> list[Lane]:
         """Up to ``count`` lanes other than ``have`` (opening new ones as allowed), for one
         big file already moving on ``have``. Raises only when none could be had."""
-        async with self._lock:
-            others = sorted((ln for ln in self._lanes() if ln not in have),
-                            key=lambda ln: ln.load)
-            missing = min(count, self.max_lanes - len(have)) - len(others)
-            if missing > 0:
-                with contextlib.suppress(FerryError):
-                    others += await self._open_lanes(missing)
-            chosen = others[:count]
-            if not chosen:
-                raise ConnectError(f"{self.name}: no other SFTP channel is available")
-            for lane in chosen:
-                lane.load += 1
-            return chosen
+        while True:
+            async with self._lock:
+                others = sorted((ln for ln in self._lanes() if ln not in have),
+                                key=lambda ln: ln.load)
+                missing = min(count, self.max_lanes - len(have)) - len(others)
+                if missing <= 0 or self._warming is None:
+                    if missing > 0:
+                        with contextlib.suppress(FerryError):
+                            others += await self._open_lanes(missing)
+                    chosen = others[:count]
+                    if not chosen:
+                        raise ConnectError(f"{self.name}: no other SFTP channel is available")
+                    for lane in chosen:
+                        lane.load += 1
+                    return chosen
+                warming = self._warming
+            await asyncio.shield(warming)
 
     async def warm(self, count: int) -> None:
         """Open lanes up to ``count`` in all, at once, before work needs them (a job that will
-        use several lanes then does not open them one by one). Failures are left for the
-        transfers themselves to meet."""
+        use several lanes then does not open them one by one). The lock is not held while
+        they open, so a transfer can start on a lane already open; one that needs more lanes
+        waits for these. Failures are left for the transfers themselves to meet."""
         if self.closed:
             return
         async with self._lock:
             missing = min(count, self.max_lanes) - len(self._lanes())
-            if missing > 0:
-                with contextlib.suppress(FerryError):
-                    await self._open_lanes(missing)
+            if missing <= 0 or self._warming is not None:
+                return
+            done = self._warming = asyncio.get_running_loop().create_future()
+        try:
+            with contextlib.suppress(FerryError):
+                await self._open_lanes(missing)
+        finally:
+            self._warming = None
+            done.set_result(None)
 
     def retire(self, lane: Lane) -> None:
         """Stop using ``lane`` (its server process may be stuck); its connection stays."""
