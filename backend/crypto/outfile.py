@@ -111,7 +111,8 @@ class DurableWriter:
                 self._error = exc
                 return
 
-    def _join(self) -> None:
+    def stop(self) -> None:
+        """Stop the background writeback thread (the descriptor stays open)."""
         self._stop = True
         self._wake.set()
         if self._thread is not None:
@@ -122,13 +123,13 @@ class DurableWriter:
 
     def sync(self) -> None:
         """Stop the flusher and fsync: everything written is on disk when this returns."""
-        self._join()
+        self.stop()
         if self._error is not None:
             raise self._error
         os.fsync(self._fd)
 
     def close(self) -> None:
-        self._join()
+        self.stop()
         os.close(self._fd)
 
 

@@ -21,7 +21,6 @@ import os
 import posixpath
 import stat
 from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +35,7 @@ from backend.sites.model import Site
 from backend.transfers.crypt import Cipher
 from backend.transfers.journal import FileRow
 from backend.transfers.pool import Lane, SitePool
+from backend.transfers.sink import OrderedSink
 from backend.transfers.verify import RemoteHasher, tail_matches
 
 MAX_BLOCK = 256 * 1024
@@ -307,16 +307,13 @@ async def _download_into(plan: Plan, lane: Lane,
     if plan.verify == "sha256" and site.allow_exec:
         # the server hashes while we download (the file is not changing under us)
         remote_digest = asyncio.ensure_future(plan.hasher.sha256(row.src))
-    io: ThreadPoolExecutor | None = None
+    sink: OrderedSink | None = None
     try:
         decryptor = plan.cipher.decryptor() if decrypting else None  # type: ignore[union-attr]
         plain_hash = hashlib.sha256() if decrypting else None
-        written = 0
-        loop = asyncio.get_running_loop()
-        if decryptor is None and size - start >= THREADED_AT:
-            # big files: writing and hashing run on one helper thread, in order (both release
-            # the GIL), so the event loop only moves packets
-            io = ThreadPoolExecutor(1, thread_name_prefix="ferry-io")
+        # big files are written and hashed on a helper thread, so the loop only moves packets
+        sink = OrderedSink(fd, 0 if decrypting else start, plain_hash or digest,
+                           threaded=size - start >= THREADED_AT)
         with sftp_errors(row.src):
             fh = await open_task  # closed in the background by download() when done
             block = block_for([lane], writing=False)
@@ -324,27 +321,29 @@ async def _download_into(plan: Plan, lane: Lane,
             next_off = start
 
             def ordered(chunks: list[bytes | None]) -> None:
-                nonlocal written
+                assert sink is not None
+                if decryptor is None:
+                    sink.put(chunks)  # type: ignore[arg-type]
+                    progress.checkpoint(sink.written)
+                    return
+                plain: list[bytes] = []
                 for chunk in chunks:
                     assert chunk is not None
-                    if io is not None:
-                        io.submit(digest.update, chunk)
-                    else:
-                        digest.update(chunk)
-                    if decryptor is not None:
-                        plain = decryptor.update(chunk)
-                        if plain:
-                            os.pwrite(fd, plain, written)
-                            plain_hash.update(plain)  # type: ignore[union-attr]
-                            written += len(plain)
+                    digest.update(chunk)
+                    out = decryptor.update(chunk)
+                    if out:
+                        plain.append(out)
+                sink.put(plain)
                 progress.checkpoint(window.contig)
 
             lane_quota = [min(READ_REQUESTS, max(1, size // block + 1))]
 
             async def worker(handle: asyncssh.SFTPClientFile, lane_no: int, me: int) -> None:
                 nonlocal next_off
+                assert sink is not None
                 while me < lane_quota[lane_no]:
                     await window.wait_until_below(next_off)
+                    await sink.room()
                     if next_off >= size:
                         return
                     off = next_off
@@ -358,10 +357,6 @@ async def _download_into(plan: Plan, lane: Lane,
                             raise TransferError(
                                 f"{display_name(row.src)} shrank while downloading"
                             )
-                        if io is not None:
-                            await loop.run_in_executor(io, os.pwrite, fd, data, off + got)
-                        elif decryptor is None:
-                            os.pwrite(fd, data, off + got)
                         parts.append(data)
                         got += len(data)
                         progress.add(len(data))
@@ -397,29 +392,27 @@ async def _download_into(plan: Plan, lane: Lane,
                         plan.pool.release(ln)
 
             await run_all([helpers(), *(worker(fh, 0, k) for k in range(lane_quota[0]))])
-            if io is not None:
-                await loop.run_in_executor(io, _nothing)  # every write and hash update done
         if decryptor is not None:
-            tail = decryptor.finalize()
-            if tail:
-                os.pwrite(fd, tail, written)
-                plain_hash.update(tail)  # type: ignore[union-attr]
-                written += len(tail)
-            os.ftruncate(fd, written)
+            sink.put([decryptor.finalize()])
+        await sink.drain()  # every write and hash update done
+        if decryptor is not None:
+            os.ftruncate(fd, sink.written)
+        else:
+            progress.checkpoint(sink.written)
         sha = digest.hexdigest()
         method = await _verify_download(plan, lane, row, fd, size, sha, remote_digest,
                                         decrypting)
         remote_digest = None
         os.fchmod(fd, safe_local_mode(row.mode, 0o644) & ~_umask())
         if FSYNC:
-            await asyncio.to_thread(os.fsync, fd)
+            await asyncio.to_thread(sink.sync)
         if row.mtime is not None:
             os.utime(fd, (row.mtime, row.mtime))
         _publish_local(row.temp or "", final, replace=plan.on_conflict != "rename")
         return Outcome("done", str(final), sha256=sha, verify=method)
     finally:
-        if io is not None:  # no write may still be pending once the caller closes fd
-            io.shutdown(wait=True, cancel_futures=True)
+        if sink is not None:  # no write may still be pending once the caller closes fd
+            sink.close()
         if remote_digest is not None and not remote_digest.done():
             remote_digest.cancel()
 
@@ -446,10 +439,6 @@ async def _verify_download(plan: Plan, lane: Lane, row: FileRow, fd: int, size: 
     if not ok:
         raise IntegrityError(f"{display_name(row.src)}: size or tail differs from the server's")
     return "size+tail"
-
-
-def _nothing() -> None:
-    return None
 
 
 def _umask() -> int:
