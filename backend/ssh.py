@@ -7,8 +7,9 @@ comes from :func:`connect`. It
   :data:`~backend.hostkeys.HostKeyPrompt` or fail closed; changed keys always fail);
 * authenticates with ssh-agent, then the site's key file, then a vault-held password;
 * restricts algorithms to the site's cipher profile (``modern`` or ``aes256``);
-* sets connect timeout, keepalive, and a large channel window (DESIGN.md §5: the default 2 MiB
-  window halves WAN throughput);
+* sets connect timeout and keepalive; SFTP channels get receive windows sized to the measured
+  round trip (:mod:`backend.sshtuning`: 16 MiB on a WAN, where 2 MiB halves throughput,
+  DESIGN.md §5; 2 MiB on a fast link, where a big one makes sshd slower);
 * reaches the host through another saved site when ``Site.jump`` is set;
 * maps every failure to a typed :mod:`backend.errors` error with a one-line message.
 """
@@ -38,10 +39,10 @@ from backend.errors import (
 from backend.hostkeys import HostKeyPrompt, PresentedKey, TrustDecision
 from backend.names import display_name
 from backend.sites.model import Site
+from backend.sshtuning import WINDOW_MIN, slice_reads, start_sftp
 
 log = logging.getLogger("ferry.ssh")
 
-WINDOW = 16 * 1024 * 1024  # SSH channel receive window
 MAX_PKTSIZE = 32768  # what OpenSSH uses; larger packets gain nothing measurable
 CONNECT_TIMEOUT = 20.0
 KEEPALIVE_COUNT_MAX = 3
@@ -198,7 +199,7 @@ def _options(
         "connect_timeout": timeout,
         "keepalive_interval": site.keepalive or None,
         "keepalive_count_max": KEEPALIVE_COUNT_MAX,
-        "window": WINDOW,
+        "window": WINDOW_MIN,  # SFTP channels grow theirs to the link (sshtuning)
         "max_pktsize": MAX_PKTSIZE,
         "password": creds.password,
         "preferred_auth": "publickey,keyboard-interactive,password",
@@ -325,6 +326,7 @@ async def _connect_checked(
         opts["tunnel"] = tunnel
     try:
         conn, _ = await asyncssh.create_connection(lambda: client, **opts)
+        slice_reads(conn)
         return conn
     except asyncssh.HostKeyNotVerifiable:
         key = client.presented
@@ -446,7 +448,7 @@ async def sftp_on(
     """An SFTP client on an open connection; closes both when the block ends."""
     try:
         try:
-            sftp = await conn.start_sftp_client()
+            sftp = await start_sftp(conn)
         except asyncssh.Error as exc:
             raise ConnectError(
                 f"{site.name}: the server refused the SFTP subsystem: {display_name(str(exc))}"

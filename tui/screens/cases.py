@@ -35,6 +35,7 @@ from backend.cases.store import ARCHIVED, DOWNLOADED, PROCESSING, READY, SENT
 from backend.cases.watch import CaseEvent
 from backend.errors import FerryError
 from backend.names import display_name
+from backend.sshtuning import start_sftp
 from tui.dialogs import ConfirmDialog, TextInputDialog, ask
 from tui.dialogs.text import plain
 from tui.screens import status_bar
@@ -189,7 +190,7 @@ class CasesScreen(Screen[None]):
             else:
                 site, conn = await app.connect_site(self.site_name)
                 try:
-                    sftp = await conn.start_sftp_client()
+                    sftp = await start_sftp(conn)
                 except Exception as exc:
                     conn.close()
                     raise FerryError(f"{self.site_name}: no SFTP: {exc}") from None

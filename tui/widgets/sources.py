@@ -20,6 +20,7 @@ from backend import checksum, localfs, remote
 from backend.cases.layout import CaseMarker, case_markers
 from backend.remote import Listing, RemoteEntry, WalkItem
 from backend.sites.model import Site
+from backend.sshtuning import start_sftp
 
 
 class Source(abc.ABC):
@@ -134,7 +135,7 @@ class RemoteSource(Source):
         from backend.names import display_name
 
         try:
-            sftp = await conn.start_sftp_client()
+            sftp = await start_sftp(conn)
         except asyncssh.Error as exc:
             conn.close()
             raise ConnectError(
