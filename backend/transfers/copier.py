@@ -558,7 +558,8 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
                       ) -> Outcome:
     pool = plan.pool
     nlanes = UPLOAD_LANES if row.size >= SPLIT_UPLOAD_AT else 1
-    lanes = [early[0]] if early is not None else await pool.lanes(nlanes)
+    lanes = [early[0]] if early is not None else await pool.lanes(1)
+    extra: list[Lane] = []  # lanes that joined once data was moving
     try:
         start = row.offset if row.temp == temp and early is None else 0
         if start:
@@ -586,22 +587,33 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
         )
         flags = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | (0 if start else asyncssh.FXF_TRUNC)
         handles: list[asyncssh.SFTPClientFile] = []
+
+        async def more_lanes() -> list[asyncssh.SFTPClientFile]:
+            """Big files: the other lanes, once open (data already moves on the first).
+            Their handles never truncate, and open only after the first one answered."""
+            try:
+                got = await pool.more_lanes(lanes, nlanes - 1)
+            except FerryError:
+                return []
+            extra.extend(got)
+            opens = [asyncio.ensure_future(ln.sftp.open(
+                temp, flags & ~asyncssh.FXF_TRUNC, block_size=0, encoding=None)) for ln in got]
+            try:
+                await asyncio.wait(opens)
+            except asyncio.CancelledError:  # not needed after all: close them once open
+                for task in opens:
+                    _drop_handle(task)
+                raise
+            joined = [t.result() for t in opens if t.exception() is None]
+            handles.extend(joined)
+            return joined
+
         with sftp_errors(temp):
             try:
-                # all handles open at once: the first truncates; nothing is written before
-                # every open has answered, so the others never see stale bytes written
-                rest = flags & ~asyncssh.FXF_TRUNC
-                opened = await asyncio.gather(
-                    *(early[1] if early is not None else
-                      ln.sftp.open(temp, flags if i == 0 else rest, block_size=0, encoding=None)
-                      for i, ln in enumerate(lanes)), return_exceptions=True)
-                handles += [h for h in opened if isinstance(h, asyncssh.SFTPClientFile)]
-                failed = [h for h in opened if isinstance(h, BaseException)]
-                if failed:
-                    raise failed[0]
-                await _push(handles, lanes, fd, source, start, total, digest, progress)
-                if start == 0 and total == 0:
-                    pass
+                handles.append(await (early[1] if early is not None else lanes[0].sftp.open(
+                    temp, flags, block_size=0, encoding=None)))
+                await _push(handles[0], lanes[0], fd, source, start, total, digest, progress,
+                            more_lanes if nlanes > 1 else None)
             finally:
                 await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
         sha = digest.hexdigest()
@@ -611,15 +623,20 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
                                   replace=plan.on_conflict != "rename")
         return Outcome("done", final, sha256=sha, verify=method)
     finally:
-        for lane in lanes:
+        for lane in lanes + extra:
             pool.release(lane)
 
 
-async def _push(handles: list[asyncssh.SFTPClientFile], lanes: list[Lane], fd: int,
-                source: Any, start: int, total: int, digest: Any, progress: Progress) -> None:
-    block = block_for(lanes, writing=True)
+async def _push(first: asyncssh.SFTPClientFile, lane: Lane, fd: int, source: Any, start: int,
+                total: int, digest: Any, progress: Progress,
+                more: Callable[[], Awaitable[list[asyncssh.SFTPClientFile]]] | None) -> None:
+    """Write ``[start, total)`` with :data:`WRITE_REQUESTS_PER_LANE` requests in flight on
+    ``first``; handles ``more()`` returns join with as many each (unless the data is all
+    handed out before they open)."""
+    block = block_for([lane], writing=True)
     window = _Window(start)
     next_off = start
+    handed_out = asyncio.Event()
 
     def take(off: int, n: int) -> bytes:
         if source is not None:
@@ -634,6 +651,7 @@ async def _push(handles: list[asyncssh.SFTPClientFile], lanes: list[Lane], fd: i
         while True:
             await window.wait_until_below(next_off)
             if next_off >= total:
+                handed_out.set()
                 return
             off = next_off
             n = min(block, total - off)
@@ -645,11 +663,25 @@ async def _push(handles: list[asyncssh.SFTPClientFile], lanes: list[Lane], fd: i
             window.complete(off, n, None)
             progress.checkpoint(window.contig)
 
-    workers = [
-        worker(handles[i % len(handles)])
-        for i in range(WRITE_REQUESTS_PER_LANE * len(handles))
-    ]
-    await run_all(workers)
+    async def joiner() -> None:
+        if more is None:
+            return
+        joining = asyncio.ensure_future(more())
+        done = asyncio.ensure_future(handed_out.wait())
+        try:
+            await asyncio.wait({joining, done}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.cancel()
+            if not joining.done():  # every block is out: the other lanes are not needed
+                joining.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await joining
+        if joining.cancelled():
+            return
+        joined = joining.result()
+        await run_all([worker(fh) for fh in joined for _ in range(WRITE_REQUESTS_PER_LANE)])
+
+    await run_all([joiner(), *(worker(first) for _ in range(WRITE_REQUESTS_PER_LANE))])
 
 
 async def _verify_upload(plan: Plan, lane: Lane, row: FileRow, fd: int, temp: str, total: int,

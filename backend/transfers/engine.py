@@ -193,6 +193,19 @@ def lanes_wanted(direction: str, todo: list[FileRow], width: int) -> int:
     return many
 
 
+def lanes_before_planning(spec: JobSpec) -> int:
+    """Lanes worth opening together with the first one, before planning: an upload of a big
+    local file will split over :data:`UPLOAD_LANES`, and its size is known without the
+    server (opening them while the job plans saves their ~0.3-0.5 s at 40 ms RTT)."""
+    if spec.direction != "put":
+        return 1
+    for source in spec.sources:
+        with contextlib.suppress(OSError):
+            if os.stat(source).st_size >= SPLIT_UPLOAD_AT and os.path.isfile(source):
+                return UPLOAD_LANES
+    return 1
+
+
 class TransferEngine:
     """The queue runner. All methods run on one asyncio loop; callbacks are called on it."""
 
@@ -518,11 +531,11 @@ class TransferEngine:
         return pool
 
     # -- internals: running a job ---------------------------------------------------------
-    async def _connect(self, pool: SitePool) -> Site:
+    async def _connect(self, pool: SitePool, lanes: int = 1) -> Site:
         attempt = 0
         while True:
             try:
-                return await pool.ensure_site()
+                return await pool.ensure_site(lanes)
             except FerryError as exc:
                 if _classify(exc) != "conn":
                     raise
@@ -551,7 +564,7 @@ class TransferEngine:
             self.journal.set_job_state(job.id, "running")
             self._job_event(live)
             pool = self._pool(spec.site)
-            site = await self._connect(pool)
+            site = await self._connect(pool, 1 if job.planned else lanes_before_planning(spec))
             if self._limits.get(spec.site) != site.max_parallel:
                 self._limits[spec.site] = site.max_parallel
                 self._poke()

@@ -78,10 +78,17 @@ class SitePool:
         self._lock = asyncio.Lock()
         self.exec_ok: bool | None = None  # None until an exec was tried
         self.closed = False
-        # set while warm() opens lanes without holding the lock: work that can use a lane
-        # already open goes ahead; work that needs one more waits for these instead of
-        # opening its own
-        self._warming: asyncio.Future[None] | None = None
+        # warm() opens lanes without holding the lock: work that can use a lane already open
+        # goes ahead; work that needs one more waits (for the next lane to open, or warm() to
+        # end) instead of opening its own
+        self._warming = False
+        self._changed = asyncio.Event()  # replaced by a fresh one at each change
+        self._early: asyncio.Task[None] | None = None
+
+    def _announce(self) -> None:
+        """A lane opened or warm() ended: wake whoever waits for one."""
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     @property
     def max_conns(self) -> int:
@@ -94,9 +101,18 @@ class SitePool:
     def _lanes(self) -> list[Lane]:
         return [lane for c in self._conns if not c.dead for lane in c.lanes]
 
-    async def ensure_site(self) -> Site:
-        """Connect once (if nothing is open yet) so the site's settings are known."""
+    async def ensure_site(self, lanes: int = 1) -> Site:
+        """Connect once (if nothing is open yet) so the site's settings are known, and have
+        a lane open. With ``lanes`` > 1 that many start opening at once (a big upload will
+        use them); this returns as soon as the first is open."""
         if self.site is None or not self._lanes():
+            if lanes > 1 and not self._warming:
+                async with self._lock:
+                    if not any(not c.dead for c in self._conns):
+                        await self._open_conn()
+                    self._warming = True  # before lane() below looks
+                    self._early = asyncio.ensure_future(
+                        self._warm_open(min(lanes, self.max_lanes) - len(self._lanes())))
             lane = await self.lane()
             self.release(lane)
         assert self.site is not None
@@ -151,6 +167,7 @@ class SitePool:
             target.opening -= 1
         lane = Lane(sftp=sftp, owner=target)
         target.lanes.append(lane)
+        self._announce()
         return lane
 
     async def lane(self) -> Lane:
@@ -162,7 +179,7 @@ class SitePool:
                 lanes = self._lanes()
                 best = min(lanes, key=lambda ln: ln.load, default=None)
                 grow = best is None or (best.load >= LANE_BUSY and len(lanes) < self.max_lanes)
-                if not grow or self._warming is None:
+                if not grow or not self._warming:
                     if grow:
                         try:
                             best = (await self._open_lanes(1))[0]
@@ -172,8 +189,8 @@ class SitePool:
                     assert best is not None
                     best.load += 1
                     return best
-                warming = self._warming
-            await asyncio.shield(warming)
+                changed = self._changed
+            await changed.wait()
 
     async def lanes(self, count: int) -> list[Lane]:
         """Up to ``count`` distinct lanes for one big file (opening new ones as allowed)."""
@@ -181,7 +198,7 @@ class SitePool:
             async with self._lock:
                 have = sorted(self._lanes(), key=lambda ln: ln.load)
                 missing = min(count, self.max_lanes) - len(have)
-                if missing <= 0 or self._warming is None:
+                if missing <= 0 or not self._warming:
                     if missing > 0:
                         try:
                             have += await self._open_lanes(missing)
@@ -192,8 +209,8 @@ class SitePool:
                     for lane in chosen:
                         lane.load += 1
                     return chosen
-                warming = self._warming
-            await asyncio.shield(warming)
+                changed = self._changed
+            await changed.wait()
 
     async def more_lanes(self, have: list[Lane], count: int) -> list[Lane]:
         """Up to ``count`` lanes other than ``have`` (opening new ones as allowed), for one
@@ -203,7 +220,7 @@ class SitePool:
                 others = sorted((ln for ln in self._lanes() if ln not in have),
                                 key=lambda ln: ln.load)
                 missing = min(count, self.max_lanes - len(have)) - len(others)
-                if missing <= 0 or self._warming is None:
+                if missing <= 0 or not self._warming:
                     if missing > 0:
                         with contextlib.suppress(FerryError):
                             others += await self._open_lanes(missing)
@@ -213,8 +230,8 @@ class SitePool:
                     for lane in chosen:
                         lane.load += 1
                     return chosen
-                warming = self._warming
-            await asyncio.shield(warming)
+                changed = self._changed
+            await changed.wait()
 
     async def warm(self, count: int) -> None:
         """Open lanes up to ``count`` in all, at once, before work needs them (a job that will
@@ -225,15 +242,19 @@ class SitePool:
             return
         async with self._lock:
             missing = min(count, self.max_lanes) - len(self._lanes())
-            if missing <= 0 or self._warming is not None:
+            if missing <= 0 or self._warming:
                 return
-            done = self._warming = asyncio.get_running_loop().create_future()
+            self._warming = True
+        await self._warm_open(missing)
+
+    async def _warm_open(self, count: int) -> None:
+        """The body of :meth:`warm` (``_warming`` already set by the caller)."""
         try:
             with contextlib.suppress(FerryError):
-                await self._open_lanes(missing)
+                await self._open_lanes(count)
         finally:
-            self._warming = None
-            done.set_result(None)
+            self._warming = False
+            self._announce()
 
     def retire(self, lane: Lane) -> None:
         """Stop using ``lane`` (its server process may be stuck); its connection stays."""
@@ -273,6 +294,10 @@ class SitePool:
 
     async def close(self) -> None:
         self.closed = True
+        if self._early is not None and not self._early.done():
+            self._early.cancel()
+            with contextlib.suppress(BaseException):
+                await self._early
         conns, self._conns = self._conns, []
         for entry in conns:
             entry.dead = True
