@@ -76,3 +76,65 @@ async def test_big_files_split_over_several_lanes_arrive_intact_both_ways(
     assert len(opened_on["up.bin.ferrypart"]) == copier.UPLOAD_LANES
     rows = AuditLog().query(event="transfer.file")
     assert [r.fields["verify"] for r in rows] == ["sha256", "sha256"]
+
+
+async def test_big_transfers_start_on_the_first_lane_while_the_others_open(
+        ferry_home, sftp_server, tmp_path, monkeypatch):
+    """Opening an SFTP channel costs the server a process and several round trips: a big
+    file must not wait for all its lanes before data moves, and the late ones still join."""
+    import asyncio
+
+    import asyncssh
+
+    from backend.transfers import copier, pool
+    from tests.proxies import Proxy
+
+    monkeypatch.setattr(copier, "SPLIT_DOWNLOAD_AT", 256 * 1024)
+    monkeypatch.setattr(copier, "SPLIT_UPLOAD_AT", 256 * 1024)
+    monkeypatch.setattr(copier, "MAX_BLOCK", 32 * 1024)
+    events: list[str] = []
+    real_start = pool.start_sftp
+    opened = [0]
+
+    async def slow_start(conn):  # type: ignore[no-untyped-def]
+        opened[0] += 1
+        if opened[0] > 1:  # every lane after the first answers late, as across a WAN
+            await asyncio.sleep(0.4)
+        sftp = await real_start(conn)
+        events.append("lane")
+        return sftp
+
+    real_read, real_write = asyncssh.SFTPClientFile.read, asyncssh.SFTPClientFile.write
+
+    async def read(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        events.append("data")
+        return await real_read(self, *args, **kwargs)
+
+    async def write(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        events.append("data")
+        return await real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(pool, "start_sftp", slow_start)
+    monkeypatch.setattr(asyncssh.SFTPClientFile, "read", read)
+    monkeypatch.setattr(asyncssh.SFTPClientFile, "write", write)
+    src = tmp_path / "big.bin"
+    want = write_random(src, 16 * 1024 * 1024 + 5, seed=11)
+    with Proxy(sftp_server.port, rate=10_000_000) as slow:
+        for spec in (JobSpec("put", "lab", [str(src)], "/up.bin"),
+                     JobSpec("get", "lab", ["/up.bin"], str(tmp_path / "back.bin"))):
+            engine = make_engine(lambda: sftp_server.site("lab", port=slow.port))
+            await engine.start()  # a fresh engine: no lane open yet
+            events.clear()
+            opened[0] = 0
+            try:
+                job = await engine.submit(spec)
+                assert (await engine.wait(job)).state == "done"
+            finally:
+                await engine.stop()
+            lanes_before_data = events[:events.index("data")].count("lane")
+            assert lanes_before_data < events.count("lane"), (spec.direction, events[:8])
+            # ... and the late lanes carried data too
+            last_lane = len(events) - 1 - events[::-1].index("lane")
+            assert "data" in events[last_lane:], (spec.direction, events[last_lane - 3:])
+    assert sha256_of(sftp_server.root / "up.bin") == want
+    assert sha256_of(tmp_path / "back.bin") == want
