@@ -72,6 +72,7 @@ __all__ = [
     "peek_info",
     "read_info",
     "resume_point",
+    "resume_point_for_plaintext",
 ]
 
 Progress = Callable[[int], None]
@@ -131,6 +132,16 @@ def resume_point(uploaded: int, header_len: int, plaintext_size: int | None = No
     if plaintext_size is not None:
         done = min(done, segment_count(plaintext_size) - 1)
     offset = header_len if done == 0 else ferry_len + done * SEGMENT_SIZE
+    return ResumePoint(done, plaintext_offset(done), offset)
+
+
+def resume_point_for_plaintext(written: int, header_len: int) -> ResumePoint:
+    """The last segment boundary at or below ``written`` bytes of *plaintext* (what a
+    partial decryption holds): where a download continues reading the container."""
+    done = 0 if written < FIRST_SEGMENT_PLAINTEXT else (
+        1 + (written - FIRST_SEGMENT_PLAINTEXT) // SEGMENT_PLAINTEXT)
+    ferry_len = header_len - STREAM_HEADER_SIZE
+    offset = 0 if done == 0 else ferry_len + done * SEGMENT_SIZE
     return ResumePoint(done, plaintext_offset(done), offset)
 
 
@@ -332,6 +343,28 @@ class Decryptor:
         self._error: IntegrityError | None = None
         self._finished = False
         self.info: ContainerInfo | None = None
+
+    @classmethod
+    def resume(
+        cls, header_bytes: bytes, *, key: bytes | None = None, passphrase: str | None = None,
+        segments_done: int,
+    ) -> Decryptor:
+        """Continue decrypting a container whose first ``segments_done`` segments were
+        already decrypted: feed it the container from
+        ``resume_point_for_plaintext(...).ciphertext_offset`` on (``header_bytes``: at least
+        the header). Raises IntegrityError for a wrong secret or a damaged header."""
+        dec = cls(key=key, passphrase=passphrase)
+        info = peek_info(header_bytes)
+        if segments_done < 0 or (
+            info.size is not None and segments_done >= segment_count(info.size)
+        ):
+            raise UsageError(f"cannot resume at segment {segments_done}: outside the stream")
+        dec._buf += header_bytes[: info.header_len]
+        if not dec._parse_header():  # (complete: peek_info checked the length)
+            raise IntegrityError("encrypted file is truncated (header incomplete)")
+        dec._index = segments_done
+        dec._produced = plaintext_offset(segments_done)
+        return dec
 
     def _guard(self) -> None:
         if self._error is not None:

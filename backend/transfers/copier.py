@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 import asyncssh
 
-from backend.errors import FerryError, IntegrityError, TransferError
+from backend.crypto.container import Decryptor, resume_point_for_plaintext
+from backend.errors import FerryError, IntegrityError, TransferError, UsageError
 from backend.fsutil import open_exclusive, safe_local_mode
 from backend.names import display_name
 from backend.remote import sftp_errors
@@ -217,7 +218,8 @@ async def download(plan: Plan, row: FileRow, progress: Progress,
         row.dst = str(final)
         temp = str(final) + site.temp_suffix
 
-        fd, start = _open_local_temp(temp, row, resumable=not decrypting)
+        # (a decrypting download holds plaintext: _download_into checks what it can keep)
+        fd, start = _open_local_temp(temp, row, need=0 if decrypting else row.offset)
         row.temp = temp
         save(row)
         try:
@@ -269,16 +271,17 @@ def _background(coro: Coroutine[Any, Any, Any]) -> None:
     task.add_done_callback(_BACKGROUND.discard)
 
 
-def _open_local_temp(temp: str, row: FileRow, resumable: bool) -> tuple[int, int]:
-    """Open (resume) or create the private temp file; returns (fd, start offset)."""
-    if resumable and row.offset > 0 and row.temp == temp:
+def _open_local_temp(temp: str, row: FileRow, need: int) -> tuple[int, int]:
+    """Open (resume: at least ``need`` bytes there) or create the private temp file;
+    returns (fd, start offset)."""
+    if row.offset > 0 and row.temp == temp:
         try:
             fd = os.open(temp, os.O_RDWR | os.O_NOFOLLOW)
         except OSError:
             fd = -1
         if fd >= 0:
             st = os.fstat(fd)
-            if stat.S_ISREG(st.st_mode) and st.st_size >= row.offset:
+            if stat.S_ISREG(st.st_mode) and st.st_size >= need:
                 return fd, row.offset
             os.close(fd)
     with contextlib.suppress(FileNotFoundError):
@@ -298,10 +301,17 @@ async def _download_into(plan: Plan, lane: Lane,
                          fd: int, start: int, size: int, final: Path, progress: Progress,
                          decrypting: bool) -> Outcome:
     site = plan.site
-    digest = (
-        await asyncio.to_thread(_hash_prefix_local, row.temp or "", start)
-        if start else hashlib.sha256()
-    )
+    decryptor: Decryptor | None = None
+    plain_hash: Any = None
+    keep = 0  # decrypting: plaintext bytes already in the temp file
+    if decrypting:
+        decryptor, start, keep, digest, plain_hash = await _decrypt_from(
+            plan, open_task, row, fd, start)
+    else:
+        digest = (
+            await asyncio.to_thread(_hash_prefix_local, row.temp or "", start)
+            if start else hashlib.sha256()
+        )
     progress.restart(start)
     remote_digest: asyncio.Task[str | None] | None = None
     if plan.verify == "sha256" and site.allow_exec:
@@ -309,10 +319,8 @@ async def _download_into(plan: Plan, lane: Lane,
         remote_digest = asyncio.ensure_future(plan.hasher.sha256(row.src))
     sink: OrderedSink | None = None
     try:
-        decryptor = plan.cipher.decryptor() if decrypting else None  # type: ignore[union-attr]
-        plain_hash = hashlib.sha256() if decrypting else None
         # big files are written and hashed on a helper thread, so the loop only moves packets
-        sink = OrderedSink(fd, 0 if decrypting else start, plain_hash or digest,
+        sink = OrderedSink(fd, keep if decrypting else start, plain_hash or digest,
                            threaded=size - start >= THREADED_AT)
         with sftp_errors(row.src):
             fh = await open_task  # closed in the background by download() when done
@@ -334,7 +342,9 @@ async def _download_into(plan: Plan, lane: Lane,
                     if out:
                         plain.append(out)
                 sink.put(plain)
-                progress.checkpoint(window.contig)
+                if decryptor.info is not None:  # resume where the written plaintext ends
+                    progress.checkpoint(resume_point_for_plaintext(
+                        sink.written, decryptor.info.header_len).ciphertext_offset)
 
             lane_quota = [min(READ_REQUESTS, max(1, size // block + 1))]
 
@@ -415,6 +425,30 @@ async def _download_into(plan: Plan, lane: Lane,
             sink.close()
         if remote_digest is not None and not remote_digest.done():
             remote_digest.cancel()
+
+
+async def _decrypt_from(plan: Plan, open_task: asyncio.Future[asyncssh.SFTPClientFile],
+                        row: FileRow, fd: int, start: int) -> tuple[Decryptor, int, int, Any, Any]:
+    """For a decrypting download checkpointed at container offset ``start``: the decryptor,
+    the container offset to read from, the plaintext bytes kept in ``fd``, and the running
+    SHA-256 of the container and of the plaintext so far. Continues at the last segment
+    boundary whose plaintext is in the temp file; starts over when that cannot be done."""
+    cipher = plan.cipher
+    assert cipher is not None
+    if start > 0:
+        try:
+            with sftp_errors(row.src):
+                head = await (await open_task).read(64 * 1024, 0)
+            dec, offset, keep, digest = await asyncio.to_thread(
+                cipher.resume_download, head, start, fd)
+            if offset > 0:
+                os.ftruncate(fd, keep)
+                plain = await asyncio.to_thread(_hash_prefix_local, row.temp or "", keep)
+                return dec, offset, keep, digest, plain
+        except (IntegrityError, UsageError, TransferError):
+            pass  # the partial copy cannot be trusted or continued: start over
+    os.ftruncate(fd, 0)
+    return cipher.decryptor(), 0, 0, hashlib.sha256(), hashlib.sha256()
 
 
 async def _verify_download(plan: Plan, lane: Lane, row: FileRow, fd: int, size: int, sha: str,

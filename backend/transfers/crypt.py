@@ -27,6 +27,7 @@ from backend.crypto.container import (
     new_encryptor,
     peek_info,
     resume_point,
+    resume_point_for_plaintext,
 )
 from backend.errors import ConfigError, IntegrityError, TransferError
 from backend.transfers.journal import FileRow
@@ -65,6 +66,23 @@ class Cipher:
     def decryptor(self) -> Decryptor:
         return new_decryptor(key=self._key)
 
+    def resume_download(self, head: bytes, checkpoint: int,
+                        fd: int) -> tuple[Decryptor, int, int, Any]:
+        """An interrupted decrypting download checkpointed at container offset
+        ``checkpoint`` and holds plaintext in ``fd``; ``head`` is the start of the remote
+        container. Returns the decryptor to continue with, the container offset to read
+        from, the plaintext bytes to keep, and the running SHA-256 of the container up to
+        that offset (offset 0: start over). IntegrityError if the header does not open with
+        this key."""
+        info = peek_info(head)
+        implied = resume_point(checkpoint, info.header_len, info.size).plaintext_offset
+        written = min(os.fstat(fd).st_size, implied)
+        point = resume_point_for_plaintext(written, info.header_len)
+        header = head[: info.header_len]
+        dec = Decryptor.resume(header, key=self._key, segments_done=point.segments_done)
+        digest = ciphertext_prefix_digest(header, self._key, fd, point.ciphertext_offset)
+        return dec, point.ciphertext_offset, point.plaintext_offset, digest
+
     def size_of(self, plain_size: int, name: str = "x") -> int:
         header = new_encryptor(key=self._key, name=name, size=plain_size).header()
         return ciphertext_size(plain_size, len(header))
@@ -93,6 +111,32 @@ class Cipher:
         return EncryptedSource(enc, fd, size, 0, 0, len(enc.header()))
 
 
+def ciphertext_prefix_digest(header: bytes, key: bytes, fd: int, length: int) -> Any:
+    """SHA-256 (running) of the first ``length`` bytes of the container whose plaintext
+    starts ``fd``, re-derived by encrypting it again: segment encryption is deterministic
+    for a given header, so this is byte for byte what the server holds (an interrupted
+    upload or download continues its checksum without moving those bytes again)."""
+    regen = Encryptor.resume(header, key=key, segments_done=0)
+    digest = hashlib.sha256(regen.header()[:length])
+    want = length - len(regen.header())
+    got, pos, padded = 0, 0, False
+    while got < want:
+        chunk = os.pread(fd, _READ, pos)
+        if not chunk:
+            if padded:
+                raise TransferError("the local copy is shorter than its recorded progress")
+            # the plaintext ends exactly at a segment boundary: the encryptor holds that last
+            # segment back (it might be the final one); one more byte releases it as a
+            # middle segment, and nothing of the byte's own segment is used
+            chunk, padded = b"\0", True
+        pos += len(chunk)
+        out = regen.update(chunk)
+        take = out[: want - got]
+        digest.update(take)
+        got += len(take)
+    return digest
+
+
 class EncryptedSource:
     """Ciphertext of a local file produced in order, ``take(n)`` bytes at a time."""
 
@@ -112,20 +156,7 @@ class EncryptedSource:
 
     def resume_from(self, header: bytes, key: bytes) -> None:
         """Re-derive the ciphertext already on the server (to continue the SHA-256)."""
-        regen = Encryptor.resume(header, key=key, segments_done=0)
-        digest = hashlib.sha256(regen.header())
-        want = self.start - len(regen.header())
-        got, pos = 0, 0
-        while got < want:
-            chunk = os.pread(self._fd, _READ, pos)
-            if not chunk:
-                raise TransferError("the local file shrank while uploading")
-            pos += len(chunk)
-            out = regen.update(chunk)
-            take = out[: want - got]
-            digest.update(take)
-            got += len(take)
-        self._prefix = digest
+        self._prefix = ciphertext_prefix_digest(header, key, self._fd, self.start)
 
     async def prefix_digest(self) -> Any:
         return self._prefix
