@@ -195,3 +195,28 @@ async def test_round_trip_with_openssh_sshd(ferry_home, sshd, tmp_path):
     assert tree(back / "study") == tree(src)
     assert sha256_of(back / "study" / "big.zip") == want
     assert {f.verify for f in files} == {"sha256"}
+
+
+async def test_cancel_of_a_paused_upload_from_a_fresh_process_removes_the_server_temp(
+        ferry_home, sftp_server, tmp_path):
+    """Like `ferry queue cancel JOB` in a new shell: no connection is open in that process,
+    yet the partial upload's temp file on the server is removed."""
+    src = tmp_path / "up.bin"
+    write_random(src, 4 * MiB, seed=8)
+    with Proxy(sftp_server.port, rate=1_500_000) as proxy:
+        engine = make_engine(lambda: sftp_server.site("lab", port=proxy.port))
+        await engine.start()
+        try:
+            job = await engine.submit(JobSpec("put", "lab", [str(src)], "/up.bin"))
+            await until(lambda: engine.job(job).bytes_done > MiB)
+            await engine.pause(job)
+            await until(lambda: engine.job(job).state == "paused", timeout=3)
+        finally:
+            await engine.stop()
+        temps = [p for p in sftp_server.root.iterdir() if p.name != "up.bin"]
+        assert temps and temps[0].name.startswith("up.bin")  # the partial upload is there
+        fresh = make_engine(lambda: sftp_server.site("lab", port=proxy.port))
+        await fresh.cancel(job)  # never started: it connects just for the cleanup
+    assert list(sftp_server.root.iterdir()) == []
+    assert Journal().job(job).state == "cancelled"
+    assert all(f.temp is None for f in Journal().files(job))

@@ -775,33 +775,57 @@ class TransferEngine:
             await asyncio.shield(self._audit_writer)
 
     async def _cleanup_temps(self, job_id: int) -> None:
-        """Remove partial temp files of a cancelled job (ours by name; never final files)."""
+        """Remove partial temp files of a cancelled job (ours by name; never final files).
+        Remote ones need a connection: one is opened if none is (a job cancelled while
+        paused, e.g. by ``ferry queue cancel`` in another process); a temp that cannot be
+        removed stays recorded on its row and is named in the log."""
         rows = self.journal.files(job_id)
         job = self.journal.job(job_id)
-        remote: list[str] = []
+        remote: list[FileRow] = []
         for row in rows:
             if row.state in ("done", "skipped") or not row.temp or row.temp == row.dst:
                 continue
+            if row.state != "failed":
+                row.state = "cancelled"
+            row.offset = 0
             if job.spec.direction == "get":
                 with contextlib.suppress(OSError):
                     if not os.path.islink(row.temp):
                         os.unlink(row.temp)
+                row.temp = None
             else:
-                remote.append(row.temp)
-            row.offset = 0
-            row.temp = None
-            if row.state != "failed":
-                row.state = "cancelled"
+                remote.append(row)
             self.journal.update_file(row)
         if remote:
-            pool = self._pools.get(job.spec.site)
-            if pool is None or pool.closed:
-                return
-            with contextlib.suppress(Exception):
+            await self._remove_remote_temps(job_id, job.spec.site, remote)
+
+    async def _remove_remote_temps(self, job_id: int, site: str, rows: list[FileRow]) -> None:
+        existing = self._pools.get(site)
+        if existing is not None and existing.closed:
+            return  # stopping: the journal keeps the names
+        pool = self._pool(site)
+        try:
+            try:
                 lane = await pool.lane()
-                try:
-                    for path in remote:
-                        with contextlib.suppress(asyncssh.SFTPError):
-                            await lane.sftp.remove(path)
-                finally:
-                    pool.release(lane)
+            except FerryError as exc:
+                log.warning("job %s: partial uploads left on %s (%s): %s", job_id, site,
+                            exc.message, ", ".join(display_name(r.temp or "") for r in rows))
+                return
+            try:
+                for row in rows:
+                    try:
+                        await lane.sftp.remove(row.temp or "")
+                    except asyncssh.SFTPNoSuchFile:
+                        pass
+                    except asyncssh.Error as exc:
+                        log.warning("job %s: cannot remove %s: %s", job_id,
+                                    display_name(row.temp or ""), display_name(str(exc)))
+                        continue
+                    row.temp = None
+                    self.journal.update_file(row)
+            finally:
+                pool.release(lane)
+        finally:
+            if existing is None and not self._started:  # opened just for this
+                await pool.close()
+                self._pools.pop(site, None)
