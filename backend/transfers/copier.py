@@ -1,15 +1,17 @@
 """Moving the bytes of one file, fast and safely: pipelined SFTP reads/writes, temp names,
 resume from a verified offset, verification, and the file-exists policy.
 
-Downloads keep ``READ_REQUESTS`` reads of the server's largest allowed block in flight on one
-lane (the 16 MiB window makes that pay on a WAN), ``pwrite`` each block where it belongs in a
-private temp file (``<name><temp_suffix>``, created ``O_EXCL|O_NOFOLLOW`` 0600 in the target
-folder), hash the bytes in order as they become contiguous, and rename onto the final name
-only after verification. Uploads split one file over several lanes (OpenSSH gives each SFTP
-channel a 2 MiB window) writing blocks at their offsets into ``<name><temp_suffix>`` on the
-server, then rename it (``posix-rename@openssh.com`` where it replaces). The *verified offset*
-is the contiguous prefix known written; it is checkpointed so a resumed file continues there.
-Block sizes never exceed the server's ``limits@openssh.com``.
+Downloads keep ``READ_REQUESTS`` reads of the server's largest allowed block in flight (a WAN's
+16 MiB window makes that pay; big files add a second lane once it opens), hand the blocks as
+they become contiguous to an :class:`~backend.transfers.sink.OrderedSink` that writes them in
+order into a private temp file (``<name><temp_suffix>``, created ``O_EXCL|O_NOFOLLOW`` 0600 in
+the target folder) and hashes them, and rename onto the final name only after verification.
+Uploads start on one lane and let more join as they open (OpenSSH gives each SFTP channel a
+2 MiB window), writing blocks at their offsets into ``<name><temp_suffix>`` on the server,
+then rename it (``posix-rename@openssh.com`` where it replaces). The *verified offset* is the
+contiguous prefix known written; it is checkpointed so a resumed file continues there
+(decrypting downloads: the last whole segment whose plaintext is written). Block sizes never
+exceed the server's ``limits@openssh.com``.
 """
 
 from __future__ import annotations
