@@ -93,7 +93,8 @@ async def _probe(link: _Link, sftp: asyncssh.SFTPClient) -> None:
     """Time one cheap request (its round trip) and size the connection's windows by it."""
     with contextlib.suppress(Exception):
         began = time.monotonic()
-        await sftp.stat(".")
+        with contextlib.suppress(asyncssh.SFTPError):  # a refusal is a round trip too
+            await sftp.stat(".")
         rtt = time.monotonic() - began
         link.window = window_for(rtt)
         log.debug("round trip %.1f ms: SFTP receive windows %d KiB", rtt * 1000,
