@@ -348,12 +348,12 @@ async def _download_into(plan: Plan, lane: Lane,
                     progress.checkpoint(resume_point_for_plaintext(
                         sink.written, decryptor.info.header_len).ciphertext_offset)
 
-            lane_quota = [min(READ_REQUESTS, max(1, size // block + 1))]
+            depth = min(READ_REQUESTS, max(1, size // block + 1))  # reads in flight per lane
 
-            async def worker(handle: asyncssh.SFTPClientFile, lane_no: int, me: int) -> None:
+            async def worker(handle: asyncssh.SFTPClientFile) -> None:
                 nonlocal next_off
                 assert sink is not None
-                while me < lane_quota[lane_no]:
+                while True:
                     await window.wait_until_below(next_off)
                     await sink.room()
                     if next_off >= size:
@@ -376,8 +376,10 @@ async def _download_into(plan: Plan, lane: Lane,
                                             else b"".join(parts)))
 
             async def helpers() -> None:
-                """Big files: more lanes join as they open (each SFTP channel has its own
-                window and its own sftp-server process); lane 0 hands them its share."""
+                """Big files: more lanes join as they open, each with as many reads in flight
+                (each SFTP channel has its own window and its own sftp-server process; 64 per
+                lane measured 2.14 s vs 2.19 s at 40 ms and 3.18 vs 3.36 s on loopback against
+                splitting 64 between the lanes)."""
                 if size - start < SPLIT_DOWNLOAD_AT:
                     return
                 try:
@@ -392,18 +394,14 @@ async def _download_into(plan: Plan, lane: Lane,
                     handles = [h for h in opened if isinstance(h, asyncssh.SFTPClientFile)]
                     if not handles or next_off >= size:
                         return
-                    each = max(1, READ_REQUESTS // (len(handles) + 1))
-                    lane_quota[0] = each
-                    lane_quota.extend([each] * len(handles))
-                    await run_all([worker(h, i + 1, k) for i, h in enumerate(handles)
-                                   for k in range(each)])
+                    await run_all([worker(h) for h in handles for _ in range(depth)])
                 finally:
                     await asyncio.gather(*(h.close() for h in handles),
                                          return_exceptions=True)
                     for ln in extra:
                         plan.pool.release(ln)
 
-            await run_all([helpers(), *(worker(fh, 0, k) for k in range(lane_quota[0]))])
+            await run_all([helpers(), *(worker(fh) for _ in range(depth))])
         if decryptor is not None:
             sink.put([decryptor.finalize()])
         await sink.drain()  # every write and hash update done
