@@ -560,13 +560,11 @@ async def upload(plan: Plan, row: FileRow, progress: Progress,
             await _abandon(lane, early, guess)
             pool.release(lane)
             raise
-        if early is None:
-            pool.release(lane)
         row.dst = final
         direct = site.upload_mode == "direct"
         temp = final if direct else final + site.temp_suffix
-        return await _upload_via(plan, row, fd, temp, final, direct, progress, save,
-                                 (lane, early) if early is not None else None)
+        return await _upload_via(plan, row, fd, temp, final, direct, progress, save, lane,
+                                 early)
     finally:
         os.close(fd)
 
@@ -587,12 +585,13 @@ async def _abandon(lane: Lane, early: asyncio.Future[asyncssh.SFTPClientFile] | 
 
 
 async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, direct: bool,
-                      progress: Progress, save: Callable[[FileRow], None],
-                      early: tuple[Lane, asyncio.Future[asyncssh.SFTPClientFile]] | None = None,
-                      ) -> Outcome:
+                      progress: Progress, save: Callable[[FileRow], None], lane: Lane,
+                      early: asyncio.Future[asyncssh.SFTPClientFile] | None) -> Outcome:
+    """Move the bytes on ``lane`` (released here), more lanes joining for a big file;
+    ``early``: the temp file's handle, already being opened by :func:`upload`."""
     pool = plan.pool
     nlanes = UPLOAD_LANES if row.size >= SPLIT_UPLOAD_AT else 1
-    lanes = [early[0]] if early is not None else await pool.lanes(1)
+    lanes = [lane]
     extra: list[Lane] = []  # lanes that joined once data was moving
     try:
         start = row.offset if row.temp == temp and early is None else 0
@@ -644,7 +643,7 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
 
         with sftp_errors(temp):
             try:
-                handles.append(await (early[1] if early is not None else lanes[0].sftp.open(
+                handles.append(await (early if early is not None else lanes[0].sftp.open(
                     temp, flags, block_size=0, encoding=None)))
                 await _push(handles[0], lanes[0], fd, source, start, total, digest, progress,
                             more_lanes if nlanes > 1 else None)

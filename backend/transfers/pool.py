@@ -192,26 +192,6 @@ class SitePool:
                 changed = self._changed
             await changed.wait()
 
-    async def lanes(self, count: int) -> list[Lane]:
-        """Up to ``count`` distinct lanes for one big file (opening new ones as allowed)."""
-        while True:
-            async with self._lock:
-                have = sorted(self._lanes(), key=lambda ln: ln.load)
-                missing = min(count, self.max_lanes) - len(have)
-                if missing <= 0 or not self._warming:
-                    if missing > 0:
-                        try:
-                            have += await self._open_lanes(missing)
-                        except FerryError:
-                            if not have:
-                                raise
-                    chosen = have[:count]
-                    for lane in chosen:
-                        lane.load += 1
-                    return chosen
-                changed = self._changed
-            await changed.wait()
-
     async def more_lanes(self, have: list[Lane], count: int) -> list[Lane]:
         """Up to ``count`` lanes other than ``have`` (opening new ones as allowed), for one
         big file already moving on ``have``. Raises only when none could be had."""
