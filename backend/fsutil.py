@@ -103,3 +103,19 @@ def safe_local_mode(remote_mode: int | None, default: int = 0o644) -> int:
     if remote_mode is None:
         return default
     return remote_mode & 0o755
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (the owner of a lock, a job or a staging folder)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (killed, not yet reaped) is dead for our purposes
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat", "rb") as fh:
+        fields = fh.read().rsplit(b")", 1)[-1].split()
+        if fields and fields[0] == b"Z":
+            return False
+    return True

@@ -41,7 +41,7 @@ import asyncssh
 
 from backend import paths, remote
 from backend.errors import FerryError, UsageError
-from backend.fsutil import ensure_private_dir, safe_join
+from backend.fsutil import ensure_private_dir, pid_alive, safe_join
 from backend.names import display_name
 from backend.transfers.model import ConflictPolicy, JobSpec, JobStatus, VerifyMode
 
@@ -131,16 +131,6 @@ def relay_root() -> Path:
     return ensure_private_dir(paths.state_dir() / "relay")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_staging(staging: Path) -> None:
     """Remove one staging folder (never follows symlinks; nothing outside it is touched)."""
     if staging.is_symlink():
@@ -155,7 +145,7 @@ def sweep_stale_staging() -> int:
     removed = 0
     for entry in os.scandir(root):
         pid_text = entry.name.split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or pid_alive(int(pid_text)):
             continue
         with contextlib.suppress(OSError, FerryError):
             _remove_staging(safe_join(root, entry.name))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend.errors import ConfigError, UsageError
-from backend.fsutil import ensure_private_dir
+from backend.fsutil import ensure_private_dir, pid_alive
 from backend.transfers.model import (
     FINISHED_STATES,
     FileStatus,
@@ -136,21 +135,6 @@ def default_path() -> Path:
     return state_dir() / "transfers.sqlite"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (killed, not yet reaped) is dead for our purposes
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat", "rb") as fh:
-        fields = fh.read().rsplit(b")", 1)[-1].split()
-        if fields and fields[0] == b"Z":
-            return False
-    return True
-
-
 def owner_alive(owner: str | None, heartbeat: float | None, me: str | None = None) -> bool:
     """Whether ``owner`` (``pid:nonce``) is a live engine other than ``me``."""
     if not owner or owner == me:
@@ -159,7 +143,7 @@ def owner_alive(owner: str | None, heartbeat: float | None, me: str | None = Non
         pid = int(owner.split(":", 1)[0])
     except ValueError:
         return False
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     return heartbeat is not None and time.time() - heartbeat < STALE_AFTER
 
