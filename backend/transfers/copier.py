@@ -591,17 +591,16 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
     ``early``: the temp file's handle, already being opened by :func:`upload`."""
     pool = plan.pool
     nlanes = UPLOAD_LANES if row.size >= SPLIT_UPLOAD_AT else 1
-    lanes = [lane]
     extra: list[Lane] = []  # lanes that joined once data was moving
     try:
         start = row.offset if row.temp == temp and early is None else 0
         if start:
             with sftp_errors(temp):
-                attrs = await _remote_lstat(lanes[0].sftp, temp)
+                attrs = await _remote_lstat(lane.sftp, temp)
             if attrs is None or int(attrs.size or 0) < start:
                 start = 0
         source = (
-            plan.cipher.upload_source(fd, row, start, lanes[0].sftp, temp)
+            plan.cipher.upload_source(fd, row, start, lane.sftp, temp)
             if plan.cipher is not None else None
         )
         if source is not None:
@@ -625,7 +624,7 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
             """Big files: the other lanes, once open (data already moves on the first).
             Their handles never truncate, and open only after the first one answered."""
             try:
-                got = await pool.more_lanes(lanes, nlanes - 1)
+                got = await pool.more_lanes([lane], nlanes - 1)
             except FerryError:
                 return []
             extra.extend(got)
@@ -643,21 +642,21 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
 
         with sftp_errors(temp):
             try:
-                handles.append(await (early if early is not None else lanes[0].sftp.open(
+                handles.append(await (early if early is not None else lane.sftp.open(
                     temp, flags, block_size=0, encoding=None)))
-                await _push(handles[0], lanes[0], fd, source, start, total, digest, progress,
+                await _push(handles[0], lane, fd, source, start, total, digest, progress,
                             more_lanes if nlanes > 1 else None)
             finally:
                 await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
         sha = digest.hexdigest()
-        method = await _verify_upload(plan, lanes[0], row, fd, temp, total, sha, source)
+        method = await _verify_upload(plan, lane, row, fd, temp, total, sha, source)
         if not direct:
-            await _publish_remote(lanes[0].sftp, temp, final,
+            await _publish_remote(lane.sftp, temp, final,
                                   replace=plan.on_conflict != "rename")
         return Outcome("done", final, sha256=sha, verify=method)
     finally:
-        for lane in lanes + extra:
-            pool.release(lane)
+        for used in [lane, *extra]:
+            pool.release(used)
 
 
 async def _push(first: asyncssh.SFTPClientFile, lane: Lane, fd: int, source: Any, start: int,

@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import secrets
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -201,7 +202,8 @@ def lanes_before_planning(spec: JobSpec) -> int:
         return 1
     for source in spec.sources:
         with contextlib.suppress(OSError):
-            if os.stat(source).st_size >= SPLIT_UPLOAD_AT and os.path.isfile(source):
+            st = os.stat(source)
+            if stat.S_ISREG(st.st_mode) and st.st_size >= SPLIT_UPLOAD_AT:
                 return UPLOAD_LANES
     return 1
 
