@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import posixpath
 import stat
@@ -39,7 +40,10 @@ from backend.transfers.crypt import Cipher
 from backend.transfers.journal import FileRow
 from backend.transfers.pool import Lane, SitePool
 from backend.transfers.sink import OrderedSink
+from backend.transfers.streamhash import StreamingHash, start_streaming
 from backend.transfers.verify import RemoteHasher, tail_matches
+
+log = logging.getLogger("ferry.transfers")
 
 MAX_BLOCK = 256 * 1024
 READ_REQUESTS = 64
@@ -592,6 +596,7 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
     pool = plan.pool
     nlanes = UPLOAD_LANES if row.size >= SPLIT_UPLOAD_AT else 1
     extra: list[Lane] = []  # lanes that joined once data was moving
+    stream: StreamingHash | None = None  # the server hashing the temp file as it grows
     try:
         start = row.offset if row.temp == temp and early is None else 0
         if start:
@@ -644,27 +649,33 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
             try:
                 handles.append(await (early if early is not None else lane.sftp.open(
                     temp, flags, block_size=0, encoding=None)))
+                if plan.verify == "sha256" and plan.site.allow_exec \
+                        and pool.exec_ok is not False:
+                    stream = start_streaming(lane.conn, temp, start, total)
                 await _push(handles[0], lane, fd, source, start, total, digest, progress,
-                            more_lanes if nlanes > 1 else None)
+                            more_lanes if nlanes > 1 else None, stream)
             finally:
                 await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
         sha = digest.hexdigest()
-        method = await _verify_upload(plan, lane, row, fd, temp, total, sha, source)
+        method = await _verify_upload(plan, lane, row, fd, temp, total, sha, source, stream)
         if not direct:
             await _publish_remote(lane.sftp, temp, final,
                                   replace=plan.on_conflict != "rename")
         return Outcome("done", final, sha256=sha, verify=method)
     finally:
+        if stream is not None:
+            stream.close()
         for used in [lane, *extra]:
             pool.release(used)
 
 
 async def _push(first: asyncssh.SFTPClientFile, lane: Lane, fd: int, source: Any, start: int,
                 total: int, digest: Any, progress: Progress,
-                more: Callable[[], Awaitable[list[asyncssh.SFTPClientFile]]] | None) -> None:
+                more: Callable[[], Awaitable[list[asyncssh.SFTPClientFile]]] | None,
+                stream: StreamingHash | None = None) -> None:
     """Write ``[start, total)`` with :data:`WRITE_REQUESTS_PER_LANE` requests in flight on
     ``first``; handles ``more()`` returns join with as many each (unless the data is all
-    handed out before they open)."""
+    handed out before they open). ``stream`` hears how far the file is written in order."""
     block = block_for([lane], writing=True)
     window = _Window(start)
     next_off = start
@@ -694,6 +705,8 @@ async def _push(first: asyncssh.SFTPClientFile, lane: Lane, fd: int, source: Any
             progress.add(n)
             window.complete(off, n, None)
             progress.checkpoint(window.contig)
+            if stream is not None:
+                stream.advance(window.contig)
 
     async def joiner() -> None:
         if more is None:
@@ -717,10 +730,17 @@ async def _push(first: asyncssh.SFTPClientFile, lane: Lane, fd: int, source: Any
 
 
 async def _verify_upload(plan: Plan, lane: Lane, row: FileRow, fd: int, temp: str, total: int,
-                         sha: str, source: Any) -> str:
+                         sha: str, source: Any, stream: StreamingHash | None = None) -> str:
     if plan.verify == "none":
         return "none"
     if plan.verify == "sha256":
+        if stream is not None:
+            streamed = await stream.result(total)
+            if streamed == sha:
+                log.debug("%s: SHA-256 hashed by the server while uploading",
+                          display_name(row.dst))
+                return "sha256"
+            # no stream, or it disagrees: the whole file, hashed again, decides
         theirs = await plan.hasher.sha256(temp)
         if theirs is not None:
             if theirs != sha:

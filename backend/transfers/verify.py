@@ -38,17 +38,17 @@ BATCH = 64
 EXEC_TIMEOUT = 600.0
 EXEC_AT_ONCE = 4
 PROBE_TIMEOUT = 10.0
-_LINE = re.compile(rb"^\\?([0-9a-f]{64}) [ *]")
+DIGEST_LINE = re.compile(rb"^\\?([0-9a-f]{64}) [ *]")
 
 
 # The shell's hashing tool: OpenSSL's when it hashes correctly (it uses the CPU's SHA
 # instructions: 4x coreutils' speed here), else sha256sum. Both print "<hex> [ *]<name>" and
 # escape odd names the same way.
 _EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-_PICK_TOOL = (
+PICK_TOOL = (
     "H=sha256sum; case \"$(openssl dgst -sha256 -r -- /dev/null 2>/dev/null </dev/null)\" in "
     f"{_EMPTY}*) H='openssl dgst -sha256 -r';; esac; "
-).encode()
+)
 
 
 class _ShellGone(Exception):
@@ -69,7 +69,7 @@ class _Shell:
         proc = await conn.create_process("sh", encoding=None, stderr=asyncssh.DEVNULL)
         shell = cls(conn, proc)
         try:
-            status, _ = await asyncio.wait_for(shell._command(_PICK_TOOL), PROBE_TIMEOUT)
+            status, _ = await asyncio.wait_for(shell._command(PICK_TOOL.encode()), PROBE_TIMEOUT)
         except BaseException:
             shell.close()
             raise
@@ -236,7 +236,7 @@ class RemoteHasher:
 
     def _parse(self, status: int, lines: list[bytes], paths: list[str]) -> list[str | None] | None:
         lines = [ln for ln in lines if ln.strip()]
-        digests = [m.group(1).decode() if (m := _LINE.match(ln)) else None for ln in lines]
+        digests = [m.group(1).decode() if (m := DIGEST_LINE.match(ln)) else None for ln in lines]
         if status == 0 and len(digests) == len(paths) and all(digests):
             self._pool.exec_ok = True
             return digests
