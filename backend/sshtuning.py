@@ -43,6 +43,7 @@ def window_for(rtt: float) -> int:
 @dataclass
 class _Link:
     window: int | None = None  # None until measured
+    rtt: float | None = None  # seconds, None until measured
     channels: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
     probe: asyncio.Task[None] | None = None
 
@@ -50,6 +51,12 @@ class _Link:
 _LINKS: weakref.WeakKeyDictionary[asyncssh.SSHClientConnection, _Link] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def round_trip(conn: asyncssh.SSHClientConnection) -> float | None:
+    """The round-trip time measured on ``conn``'s first SFTP channel (None: not yet)."""
+    link = _LINKS.get(conn)
+    return link.rtt if link is not None else None
 
 
 def receive_window(sftp: asyncssh.SFTPClient) -> int | None:
@@ -95,7 +102,7 @@ async def _probe(link: _Link, sftp: asyncssh.SFTPClient) -> None:
         began = time.monotonic()
         with contextlib.suppress(asyncssh.SFTPError):  # a refusal is a round trip too
             await sftp.stat(".")
-        rtt = time.monotonic() - began
+        rtt = link.rtt = time.monotonic() - began
         link.window = window_for(rtt)
         log.debug("round trip %.1f ms: SFTP receive windows %d KiB", rtt * 1000,
                   link.window // 1024)

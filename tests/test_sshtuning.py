@@ -53,3 +53,43 @@ async def test_wan_channels_grow_to_the_big_window_and_data_arrives_intact(
         proxy.kill()
         proxy.wait()
     assert hashlib.sha256(data).digest() == hashlib.sha256(payload.read_bytes()).digest()
+
+
+async def test_big_download_splits_over_lanes_only_where_the_window_limits(
+        ferry_home, sshd, tmp_path, monkeypatch) -> None:
+    """Loopback (and LANs): one channel is as fast and costs the server less; across a
+    40 ms round trip a second lane joins."""
+    import asyncssh
+
+    from backend.transfers import JobSpec, copier
+    from tests.transfer_helpers import make_engine, sha256_of, write_random
+
+    monkeypatch.setattr(copier, "SPLIT_DOWNLOAD_AT", 1024 * 1024)
+    want = write_random(tmp_path / "study.zip", 24 * 1024 * 1024, seed=5)
+    opened_on: list[set[int]] = []
+    real_open = asyncssh.SFTPClient.open
+
+    async def counting_open(self, path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(path).endswith("study.zip"):
+            opened_on[-1].add(id(self))
+        return await real_open(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(asyncssh.SFTPClient, "open", counting_open)
+    port = free_port()
+    proxy = wan.start(port, sshd.port, 0.020)
+    try:
+        for name, site_port in (("loop", sshd.port), ("wan", port)):
+            opened_on.append(set())
+            engine = make_engine(lambda p=site_port: sshd.site("real", port=p))  # type: ignore[misc]
+            await engine.start()
+            try:
+                job = await engine.submit(JobSpec("get", "real", [str(tmp_path / "study.zip")],
+                                                  str(tmp_path / f"{name}.zip")))
+                assert (await engine.wait(job)).state == "done"
+            finally:
+                await engine.stop()
+            assert sha256_of(tmp_path / f"{name}.zip") == want
+    finally:
+        proxy.kill()
+        proxy.wait()
+    assert [len(lanes) for lanes in opened_on] == [1, copier.DOWNLOAD_LANES]

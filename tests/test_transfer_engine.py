@@ -47,6 +47,7 @@ async def test_big_files_split_over_several_lanes_arrive_intact_both_ways(
 
     monkeypatch.setattr(copier, "SPLIT_DOWNLOAD_AT", 256 * 1024)
     monkeypatch.setattr(copier, "SPLIT_UPLOAD_AT", 256 * 1024)
+    monkeypatch.setattr(copier, "SHORT_LINK_RTT", 0.0)  # split even on loopback
     monkeypatch.setattr(copier, "MAX_BLOCK", 32 * 1024)  # many blocks, interleaved lanes
     monkeypatch.setattr(copier, "THREADED_AT", 1024 * 1024)  # writes on the helper thread
     opened_on: dict[str, set[int]] = {}
@@ -91,6 +92,7 @@ async def test_big_transfers_start_on_the_first_lane_while_the_others_open(
 
     monkeypatch.setattr(copier, "SPLIT_DOWNLOAD_AT", 256 * 1024)
     monkeypatch.setattr(copier, "SPLIT_UPLOAD_AT", 256 * 1024)
+    monkeypatch.setattr(copier, "SHORT_LINK_RTT", 0.0)  # split even on loopback
     monkeypatch.setattr(copier, "MAX_BLOCK", 32 * 1024)
     events: list[str] = []
     real_start = pool.start_sftp

@@ -36,6 +36,7 @@ from backend.fsutil import open_exclusive, safe_local_mode
 from backend.names import display_name
 from backend.remote import sftp_errors
 from backend.sites.model import Site
+from backend.sshtuning import round_trip
 from backend.transfers.crypt import Cipher
 from backend.transfers.journal import FileRow
 from backend.transfers.pool import Lane, SitePool
@@ -52,6 +53,9 @@ SPLIT_UPLOAD_AT = 8 * 1024 * 1024  # files at least this big upload over several
 UPLOAD_LANES = 4
 SPLIT_DOWNLOAD_AT = 32 * 1024 * 1024  # ... and download over several lanes
 DOWNLOAD_LANES = 2  # 4 measured slower here: each channel costs sshd a login shell
+# ... but only where one channel's window limits: on a link this short (loopback, a LAN) one
+# lane moves a file as fast with less CPU (1 GiB over loopback: 3.33 s vs 3.44 s with two)
+SHORT_LINK_RTT = 0.002
 THREADED_AT = 8 * 1024 * 1024  # downloads this big write and hash on a helper thread
 AHEAD = 64 * 1024 * 1024  # bytes completed past the verified offset before workers wait
 FSYNC = True
@@ -302,6 +306,12 @@ def _open_local_temp(temp: str, row: FileRow, need: int) -> tuple[int, int]:
     return fd, 0
 
 
+def download_lanes(conn: asyncssh.SSHClientConnection | None) -> int:
+    """Lanes a big download splits over on ``conn``'s link (see :data:`SHORT_LINK_RTT`)."""
+    rtt = round_trip(conn) if conn is not None else None
+    return 1 if rtt is not None and rtt < SHORT_LINK_RTT else DOWNLOAD_LANES
+
+
 async def _download_into(plan: Plan, lane: Lane,
                          open_task: asyncio.Future[asyncssh.SFTPClientFile], row: FileRow,
                          fd: int, start: int, size: int, final: Path, progress: Progress,
@@ -385,6 +395,8 @@ async def _download_into(plan: Plan, lane: Lane,
                 lane measured 2.14 s vs 2.19 s at 40 ms and 3.18 vs 3.36 s on loopback against
                 splitting 64 between the lanes)."""
                 if size - start < SPLIT_DOWNLOAD_AT:
+                    return
+                if download_lanes(lane.conn) < 2:
                     return
                 try:
                     extra = await plan.pool.more_lanes([lane], DOWNLOAD_LANES - 1)

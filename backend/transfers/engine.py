@@ -58,6 +58,7 @@ from backend.transfers.copier import (
     Outcome,
     Plan,
     download,
+    download_lanes,
     run_all,
     upload,
 )
@@ -182,15 +183,16 @@ def _classify(exc: BaseException) -> str:
     return "fatal"
 
 
-def lanes_wanted(direction: str, todo: list[FileRow], width: int) -> int:
+def lanes_wanted(direction: str, todo: list[FileRow], width: int,
+                 download: int = DOWNLOAD_LANES) -> int:
     """How many SFTP lanes a job will use, so they can be opened together up front: big
-    files split over :data:`UPLOAD_LANES` / :data:`DOWNLOAD_LANES`; many files spread
-    ``LANE_BUSY`` to a lane."""
+    files split over :data:`UPLOAD_LANES` / ``download`` lanes (:func:`download_lanes`);
+    many files spread ``LANE_BUSY`` to a lane."""
     many = -(-width // LANE_BUSY) if width > 1 else 1
     if direction == "put" and any(r.size >= SPLIT_UPLOAD_AT for r in todo):
         return max(many, UPLOAD_LANES)
     if direction == "get" and any(r.size >= SPLIT_DOWNLOAD_AT for r in todo):
-        return max(many, DOWNLOAD_LANES)
+        return max(many, download)
     return many
 
 
@@ -606,7 +608,8 @@ class TransferEngine:
                     await self._run_file(live, plan, row)
 
             width = min(spec.parallel or FILES_AT_ONCE, len(todo))
-            wanted = lanes_wanted(spec.direction, todo, width)
+            wanted = lanes_wanted(spec.direction, todo, width,
+                                  download_lanes(pool.connection()))
             if spec.verify == "sha256" and todo:
                 plan.hasher.warm()
             warming = asyncio.ensure_future(pool.warm(wanted)) if wanted > 1 else None
