@@ -115,3 +115,24 @@ async def test_no_stream_for_small_uploads_or_a_server_on_this_machine(sshd, mon
         stream.close()
     finally:
         conn.close()
+
+
+async def test_one_stream_per_connection_keeps_within_the_servers_session_limit(
+        sshd, tmp_path, monkeypatch):
+    """OpenSSH allows 10 sessions per connection (MaxSessions): 4 lanes and 4 hashing shells
+    leave room for one stream; a second big upload on the same connection hashes at the end."""
+    monkeypatch.setattr(streamhash, "SAME_HOST_TOO", True)
+    remote = tmp_path / "a.bin"
+    want = write_random(remote, MiB, seed=24)
+    conn = await ssh.connect(sshd.site("real"))
+    try:
+        first = start_streaming(conn, str(remote), 0, streamhash.STREAM_AT)
+        assert first is not None
+        assert start_streaming(conn, str(remote), 0, streamhash.STREAM_AT) is None
+        assert await first.result(MiB) == want
+        first.close()
+        again = start_streaming(conn, str(remote), 0, streamhash.STREAM_AT)
+        assert again is not None
+        again.close()
+    finally:
+        conn.close()

@@ -29,6 +29,7 @@ import contextlib
 import ipaddress
 import logging
 import shlex
+import weakref
 
 import asyncssh
 
@@ -43,6 +44,12 @@ STREAM_AT = 64 * 1024 * 1024  # uploads at least this big (still to send) are ha
 SAME_HOST_TOO = False
 STEP = 16 * 1024 * 1024  # announce at most this often: each stretch costs the server a `head`
 RESULT_TIMEOUT = 600.0
+# OpenSSH allows 10 sessions per connection (MaxSessions): 4 lanes + 4 hashing shells leave
+# room for one stream; a refused session would also read as "exec refused" to the shells.
+STREAMS_PER_CONNECTION = 1
+_streams: weakref.WeakKeyDictionary[asyncssh.SSHClientConnection, int] = (
+    weakref.WeakKeyDictionary()
+)
 
 # One line, POSIX sh, the path passed as $1 (never spliced into the script). "ready" is
 # printed only once the file is open and the tool chosen.
@@ -56,6 +63,8 @@ class StreamingHash:
     """One upload's server-side running SHA-256 of ``path`` (see the module docstring)."""
 
     def __init__(self, conn: asyncssh.SSHClientConnection, path: str, start: int) -> None:
+        self._conn: asyncssh.SSHClientConnection | None = conn
+        _streams[conn] = _streams.get(conn, 0) + 1
         self._announced = 0
         self._contig = start
         self._proc: asyncssh.SSHClientProcess[bytes] | None = None
@@ -125,15 +134,21 @@ class StreamingHash:
         """Stop it (the server's shell sees end of input and exits)."""
         self._opening.cancel()
         self._fail()
+        if self._conn is not None:
+            _streams[self._conn] = max(0, _streams.get(self._conn, 1) - 1)
+            self._conn = None
 
 
 def start_streaming(conn: asyncssh.SSHClientConnection | None, path: str, start: int,
                     total: int) -> StreamingHash | None:
     """A :class:`StreamingHash` for an upload of ``[start, total)`` into ``path``, or None
-    when the upload is too small to be worth a channel or the server runs on this machine."""
+    when the upload is too small to be worth a channel, the server runs on this machine, or
+    ``conn`` already carries :data:`STREAMS_PER_CONNECTION` streams."""
     if conn is None or conn.is_closed() or total - start < STREAM_AT:
         return None
     if not SAME_HOST_TOO and _same_host(conn):
+        return None
+    if _streams.get(conn, 0) >= STREAMS_PER_CONNECTION:
         return None
     return StreamingHash(conn, path, start)
 
