@@ -6,9 +6,10 @@ times, for each workload, ``sftp -b`` (pinned host key, ``-i key``, ``-P port``;
 nothing) and Ferry's engine twice: with its default ``--verify sha256`` (the server hashes
 every file; temp name and rename for uploads, fsync before publishing downloads) and with
 ``--verify size`` (size + last 64 KiB re-read), and prints times and ratios with the targets
-(judged on the default). Both sides are timed from process start to exit: Ferry runs in a
-fresh Python process (``python -m bench.bench_transfer --one ...``) as sftp does, so imports,
-connecting and planning are counted. Source files are written just before and read from a
+(judged on the default). Both sides are timed from process start to exit: Ferry runs as the
+real ``ferry get`` / ``ferry put`` command in a fresh process, as sftp does (the sshd is a saved
+site of the bench's ``FERRY_HOME``, its host key pinned), so imports, connecting, planning and
+exiting are counted. Source files are written just before and read from a
 warm page cache by both. Memory: a child process downloads and uploads one sparse file over
 loopback and reports its peak RSS.
 
@@ -81,6 +82,7 @@ class Bench:
         from tests.servers import start_sshd
 
         self.work = work
+        self.saved_sites: set[int] = set()  # ports saved as sites of the ferry command
         self.client_key = asyncssh.generate_private_key("ssh-ed25519")
         self.sshd = start_sshd(work / "sshd", self.client_key)
         self.kh = work / "known_hosts"
@@ -119,14 +121,24 @@ class Bench:
     # -- Ferry ----------------------------------------------------------------------------
     def ferry(self, port: int, direction: str, sources: list[str], dest: str,
               recursive: bool = False, verify: str = "sha256") -> float:
-        """Run one Ferry job in a fresh process (like sftp); seconds from spawn to exit."""
-        argv = [sys.executable, "-m", "bench.bench_transfer", "--one", str(port),
-                str(self.sshd.workdir), direction, verify, "1" if recursive else "0", dest,
-                *sources]
-        env = {**os.environ, "PYTHONPATH": os.getcwd(), "FERRY_HOME": str(self.work / "home")}
+        """Run ``ferry get|put`` in a fresh process (like sftp); seconds from spawn to exit."""
+        home = self.work / "home"
+        site = f"bench{port}"
+        env = {**os.environ, "PYTHONPATH": os.getcwd(), "FERRY_HOME": str(home)}
+        if port not in self.saved_sites:
+            from backend.sites.store import SiteStore
+
+            SiteStore(home / "sites.toml").add(self.sshd.site(site, port=port))
+            self.saved_sites.add(port)
+        if direction == "get":
+            paths = [f"{site}:{src}" for src in sources] + [dest]
+        else:
+            paths = [*sources, f"{site}:{dest}"]
+        argv = [str(Path(sys.executable).with_name("ferry")), direction, *paths,
+                "--on-conflict", "overwrite", "--verify", verify, *(["-r"] if recursive else [])]
         os.sync()
         start = time.perf_counter()
-        subprocess.run(argv, check=True, env=env)
+        subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
         return time.perf_counter() - start
 
     def ferry_in_process(self, port: int, direction: str, sources: list[str], dest: str,
@@ -269,23 +281,7 @@ def _child(port: int, src: str, out: str, work: str) -> None:
           f"{rss:.0f} MiB (total {time.perf_counter() - start:.1f}s)")
 
 
-def _one(argv: list[str]) -> None:
-    """``--one PORT SSHD_DIR get|put VERIFY RECURSIVE DEST SOURCE...``: one job, then exit."""
-    from tests.servers import SshdServer
-
-    port, sshd_dir, direction, verify, recursive, dest, *sources = argv
-    workdir = Path(sshd_dir)
-    bench = Bench.__new__(Bench)
-    bench.sshd = SshdServer(port=int(port), workdir=workdir,
-                            host_key_path=workdir / "ssh_host_ed25519_key",
-                            client_key_path=workdir / "id_client", proc=None)  # type: ignore[arg-type]
-    bench.ferry_in_process(int(port), direction, sources, dest, recursive == "1", verify)
-
-
 def main() -> None:
-    if sys.argv[1:2] == ["--one"]:
-        _one(sys.argv[2:])
-        return
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-", dir=os.environ.get("BENCH_DIR")))
     bench = Bench(work)

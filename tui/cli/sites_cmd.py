@@ -21,7 +21,6 @@ from backend.keys import KEY_KINDS, generate_keypair, key_needs_passphrase
 from backend.names import display_name
 from backend.sites.model import CIPHER_PROFILES, LAYOUTS, UPLOAD_MODES, Site, default_user
 from backend.sites.model import secret_name as _secret_name
-from backend.sites.sshconfig import import_into_store, parse_ssh_config
 from backend.sites.store import SiteStore
 from backend.vault import Vault
 from tui.cli.output import ask_secret, info, is_interactive, print_json
@@ -307,6 +306,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from backend.sites.sshconfig import import_into_store, parse_ssh_config  # only here
+
     result = parse_ssh_config(args.file)
     added, existing = import_into_store(result, SiteStore())
     print(f"Imported {len(added)} site(s)" + (":" if added else "."))
