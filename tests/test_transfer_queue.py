@@ -220,3 +220,15 @@ async def test_cancel_of_a_paused_upload_from_a_fresh_process_removes_the_server
     assert list(sftp_server.root.iterdir()) == []
     assert Journal().job(job).state == "cancelled"
     assert all(f.temp is None for f in Journal().files(job))
+
+
+def test_get_from_an_unknown_site_fails_before_queueing_a_job(ferry_home, sftp_server, tmp_path,
+                                                             capsys):
+    from tui.cli import run
+
+    SiteStore().add(sftp_server.site("lab"))
+    assert run(["get", "nosuch:/x", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert "no site named nosuch; known: lab" in err and err.count("\n") == 1
+    assert run(["put", str(tmp_path), "nosuch:/in"]) == 3
+    assert Journal().job_rows() == []  # nothing left in `ferry queue list`

@@ -149,6 +149,9 @@ def cmd_put(args: argparse.Namespace) -> int:
 
 def _run_spec(spec: JobSpec, as_json: bool) -> int:
     spec.validate()
+    from backend.sites.store import SiteStore
+
+    SiteStore().get(spec.site)  # an unknown site: exit 3 before a job is queued for it
 
     async def run(engine: TransferEngine) -> list[int]:
         return [await engine.adopt(spec)]
