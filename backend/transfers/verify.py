@@ -116,13 +116,14 @@ class RemoteHasher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._starting: asyncio.Future[_Shell | None] | None = None
 
-    def _usable(self) -> bool:
+    def usable(self) -> bool:
+        """Whether the server may be asked to hash (the site allows exec, the account has it)."""
         return not (self._pool.exec_ok is False or (
             self._pool.site is not None and not self._pool.site.allow_exec
         ))
 
     async def sha256(self, path: str) -> str | None:
-        if not self._usable():
+        if not self.usable():
             return None
         fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._pending.append((path, fut))
@@ -131,7 +132,7 @@ class RemoteHasher:
 
     def warm(self) -> None:
         """Start one shell now, so the first verification does not wait for it."""
-        if self._usable() and self._shells_ok is not False and not self._idle \
+        if self.usable() and self._shells_ok is not False and not self._idle \
                 and self._running == 0:
             self._running += 1
             self._spawn(self._warm())
@@ -220,7 +221,7 @@ class RemoteHasher:
     async def _hash(self, paths: list[str]) -> list[str | None] | None:
         shell = await self._shell()
         if shell is None:
-            return await self._exec_now(paths) if self._usable() else None
+            return await self._exec_now(paths) if self.usable() else None
         try:
             status, lines = await asyncio.wait_for(shell.sha256sum(paths), EXEC_TIMEOUT)
         except BaseException as exc:
