@@ -23,6 +23,7 @@ from backend.errors import ConfigError, TransferError, UsageError
 from backend.names import display_name
 from backend.remote import parse_remote_spec
 from backend.sites.model import Site
+from backend.sites.store import SiteStore
 from backend.transfers import JobSpec, JobStatus, Journal, TransferEngine, TransferEvent
 from backend.transfers.crypt import key_secret_name, parse_key
 from backend.transfers.model import CONFLICT_POLICIES, FINISHED_STATES, VERIFY_MODES
@@ -149,8 +150,6 @@ def cmd_put(args: argparse.Namespace) -> int:
 
 def _run_spec(spec: JobSpec, as_json: bool) -> int:
     spec.validate()
-    from backend.sites.store import SiteStore
-
     SiteStore().get(spec.site)  # an unknown site: exit 3 before a job is queued for it
 
     async def run(engine: TransferEngine) -> list[int]:
