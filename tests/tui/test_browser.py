@@ -184,6 +184,27 @@ async def test_delete_of_selected_local_files(ferry_home, sftp_server, tmp_path,
     assert outside.read_bytes() == b"must survive"  # the link went, never its target
 
 
+async def test_cursor_and_selection_survive_a_terminal_resize(
+    ferry_home, sftp_server, tmp_path, monkeypatch
+):
+    _remote(sftp_server, {})
+    local = local_dir(tmp_path, monkeypatch)
+    make_tree(local, {f"f{i}.txt": b"x" for i in range(6)})
+    register_site(sftp_server, remote_dir="/data")
+    app = FerryApp(start_site="lab")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await browser(pilot)
+        await goto(pilot, screen.left, "f3.txt")
+        await pilot.press("space")  # marks f3.txt, cursor on f4.txt
+        for size in ((120, 30), (60, 24)):  # wider and narrower: the columns are re-planned
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            assert screen.left.current_entry().name == "f4.txt"
+            assert screen.left.marked == {"f3.txt"}
+        await pilot.press("space")
+        assert screen.left.marked == {"f3.txt", "f4.txt"}
+
+
 async def test_viewer_shows_truncation_note_and_hex(ferry_home, sftp_server, tmp_path, monkeypatch):
     big = b"".join(b"line %06d\n" % i for i in range(30000))  # 360,000 bytes
     _remote(sftp_server, {"big.txt": big, "blob.bin": bytes(range(256)) * 4})

@@ -88,6 +88,16 @@ async def test_copy_a_folder_both_ways(ferry_home, sftp_server, tmp_path, monkey
         assert read_tree(sftp_server.root / "data" / "UP-1") == read_tree(local / "upload/UP-1")
         await wait_for(pilot, lambda: "UP-1" in [e.name for e in screen.right.entries])
 
+        queue = app.screen.query_one(QueuePanel)
+        await pilot.press("t")  # show the queue
+        await wait_for(pilot, lambda: queue.table.row_count == 2 and queue.table.size.width)
+        queue.table.move_cursor(row=1)
+        await pilot.pause()
+        chosen = queue.selected().id
+        await pilot.resize_terminal(120, 30)  # the queue's columns are re-planned
+        await wait_for(pilot, lambda: queue.table.row_count == 2)
+        assert queue.table.cursor_row == 1 and queue.selected().id == chosen
+
 
 async def test_move_deletes_the_originals_after_the_copy(ferry_home, sftp_server, tmp_path,
                                                          monkeypatch):

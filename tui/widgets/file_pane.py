@@ -524,9 +524,17 @@ class FilePane(Vertical):
         self.last_render_seconds = time.perf_counter() - started
 
     def fit_columns(self) -> None:
-        """Re-plan the columns for the table's current width (rebuild only if they change)."""
-        if self.entries and self._ensure_columns():
-            self.refresh_rows()
+        """Re-plan the columns for the table's current width (rebuild only if they change).
+
+        The cursor stays on its entry: rebuilding the columns clears the table, which would
+        otherwise put it back on the first row under the user's next key.
+        """
+        if not self.entries:
+            return
+        row = self.table.cursor_row
+        current = self.rows[row].name if 0 <= row < len(self.rows) else None
+        if self._ensure_columns():
+            self.refresh_rows(focus_name=current)
 
     def _update_status(self) -> None:
         parts = [f"{len(self.rows)}/{len(self.entries)} items"]

@@ -275,6 +275,7 @@ class QueuePanel(_QueueListener, Vertical):
         self._columns = plan
         labels = {k: label for k, label, _w, _keep in self.COLUMNS} | {"name": "Transfer"}
         table = self.table
+        self._keep_cursor = table.cursor_row  # clearing the columns puts it back on row 0
         table.clear(columns=True)
         for key in self.ORDER:
             if key in plan:
@@ -285,6 +286,7 @@ class QueuePanel(_QueueListener, Vertical):
     def on_mount(self) -> None:
         self.border_title = "Transfers"
         self._columns: dict[str, int] = {}
+        self._keep_cursor: int | None = None
         self._listen()
         self.redraw()
 
@@ -306,7 +308,8 @@ class QueuePanel(_QueueListener, Vertical):
     def _draw(self) -> None:
         table = self.table
         rows = self.model.rows()
-        cursor = table.cursor_row
+        cursor = table.cursor_row if self._keep_cursor is None else self._keep_cursor
+        self._keep_cursor = None
         table.clear()
         table.add_rows([self._cells(r) for r in rows])
         if rows:
