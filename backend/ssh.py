@@ -39,7 +39,7 @@ from backend.errors import (
 from backend.hostkeys import HostKeyPrompt, PresentedKey, TrustDecision
 from backend.names import display_name
 from backend.sites.model import Site
-from backend.sshtuning import WINDOW_MIN, slice_reads, start_sftp
+from backend.sshtuning import WINDOW_MIN, skip_ignore_packets, slice_reads, start_sftp
 
 log = logging.getLogger("ferry.ssh")
 
@@ -327,6 +327,7 @@ async def _connect_checked(
     try:
         conn, _ = await asyncssh.create_connection(lambda: client, **opts)
         slice_reads(conn)
+        skip_ignore_packets(conn)
         return conn
     except asyncssh.HostKeyNotVerifiable:
         key = client.presented

@@ -1,10 +1,16 @@
 """SFTP receive windows follow the link: small on loopback, big across a 40 ms round trip,
-and data still arrives intact through the sliced receive path."""
+and data still arrives intact through the sliced receive path; Ferry's connections send no
+filler packets."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+
+import asyncssh
+import pytest
+from asyncssh.connection import SSHConnection
+from asyncssh.constants import MSG_IGNORE
 
 from backend import ssh
 from backend.sshtuning import WINDOW_MAX, WINDOW_MIN, receive_window, start_sftp, window_for
@@ -93,3 +99,38 @@ async def test_big_download_splits_over_lanes_only_where_the_window_limits(
         proxy.kill()
         proxy.wait()
     assert [len(lanes) for lanes in opened_on] == [1, copier.DOWNLOAD_LANES]
+
+
+async def test_uploads_carry_no_filler_packets(ferry_home, sftp_server, tmp_path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncssh sends an empty SSH_MSG_IGNORE before every packet; Ferry's connections do
+    not, and the file still arrives intact. The server counts the filler it receives."""
+    received: list[int] = []
+    handle = SSHConnection._packet_handlers[MSG_IGNORE]
+
+    def counting(self, pkttype, pktid, packet):  # type: ignore[no-untyped-def]
+        if isinstance(self, asyncssh.SSHServerConnection):  # the client is in-process too
+            received.append(pkttype)
+        return handle(self, pkttype, pktid, packet)
+
+    monkeypatch.setitem(SSHConnection._packet_handlers, MSG_IGNORE, counting)
+    payload = bytes(range(256)) * 8192  # 2 MiB: ~64 data packets
+
+    async def upload(conn: asyncssh.SSHClientConnection, name: str) -> bytes:
+        try:
+            sftp = await conn.start_sftp_client()
+            async with sftp.open(f"/{name}", "wb") as fh:
+                await fh.write(payload)
+        finally:
+            conn.close()
+        return (sftp_server.root / name).read_bytes()
+
+    plain = await asyncssh.connect(sftp_server.host, sftp_server.port, username="tester",
+                                   client_keys=[str(sftp_server.client_key_path)],
+                                   known_hosts=None)
+    assert await upload(plain, "plain.bin") == payload
+    assert len(received) > 64  # asyncssh on its own: one filler per packet
+
+    received.clear()
+    assert await upload(await ssh.connect(sftp_server.site()), "ferry.bin") == payload
+    assert len(received) <= 5, len(received)  # only those before login, not one per packet
