@@ -197,9 +197,13 @@ async def test_cursor_and_selection_survive_a_terminal_resize(
         await goto(pilot, screen.left, "f3.txt")
         await pilot.press("space")  # marks f3.txt, cursor on f4.txt
         for size in ((120, 30), (60, 24)):  # wider and narrower: the columns are re-planned
+            before = screen.left.spec
             await pilot.resize_terminal(*size)
+            await wait_for(pilot, lambda before=before: screen.left.spec != before)
             await pilot.pause()
-            assert screen.left.current_entry().name == "f4.txt"
+            entry = screen.left.current_entry()
+            assert entry is not None and entry.name == "f4.txt", (
+                size, screen.left.table.cursor_row, len(screen.left.rows))
             assert screen.left.marked == {"f3.txt"}
         await pilot.press("space")
         assert screen.left.marked == {"f3.txt", "f4.txt"}
