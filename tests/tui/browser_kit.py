@@ -34,6 +34,7 @@ async def browser(pilot: Pilot[Any]) -> BrowserScreen:
         and pilot.app.screen.right.source is not None
         and pilot.app.screen.right.listed
         and pilot.app.screen.left.listed
+        and pilot.app.screen.focused is not None  # keys would go nowhere
     )
     await pilot.pause()
     return pilot.app.screen  # type: ignore[return-value]

@@ -71,6 +71,10 @@ class BrowserScreen(Screen[None]):
     """Two file panes, the transfer queue panel, and the queue summary line."""
 
     HELP_TITLE = "Browser"
+    # Focus is ours to place: the left listing, once it is shown (FilePane.focus_table).
+    # Textual's automatic pick ran while both listings were still loading and could land on
+    # a hidden widget (the filter field, the queue table), which then took the user's keys.
+    AUTO_FOCUS = None
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("tab", "switch_pane", "Other pane", show=False, id="ferry.browser.switch_pane"),
         Binding("f5", "copy", "Copy", id="ferry.browser.copy"),

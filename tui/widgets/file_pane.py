@@ -27,6 +27,7 @@ from textual.containers import Vertical
 from textual.events import Resize
 from textual.geometry import Size
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 from textual.widgets._data_table import Row, RowKey
 
@@ -251,6 +252,11 @@ class FilterInput(Input):
         Binding("down", "done_filter", "To list", show=False, id="ferry.browser.filter_done"),
     ]
 
+    def allow_focus(self) -> bool:
+        # Hidden, it must never take keys: a space typed while the list was loading once
+        # landed here and filtered the whole listing away.
+        return self.has_class("-shown") and super().allow_focus()
+
     def action_clear_filter(self) -> None:
         self.query_ancestor(FilePane).end_filter(clear=True)
 
@@ -321,6 +327,7 @@ class FilePane(Vertical):
         self._row_keys: list[Any] = []
         self._cell_cache: dict[str, tuple[Any, ...]] = {}
         self.listed = False  # True once the folder being loaded is shown
+        self._focus_when_shown = False  # focus_table() was asked while the table was loading
         self.last_render_seconds = 0.0
         # perf_counter stamps of the last load: requested, listed (data arrived), shown (painted)
         self.timings: dict[str, float] = {}
@@ -380,6 +387,9 @@ class FilePane(Vertical):
         self.query_one(PathBar).set_class(active, "-active")
 
     def focus_table(self) -> None:
+        """Focus the listing; while it is loading (Textual refuses focus then) focus it as
+        soon as the listing is shown."""
+        self._focus_when_shown = self.table.loading
         self.table.focus()
 
     # ------------------------------------------------------------------ loading
@@ -408,6 +418,7 @@ class FilePane(Vertical):
             markers = await source.markers(path, listing.entries)
         except FerryError as exc:
             self.table.loading = False
+            self._focus_if_asked()
             self.query_one(PathBar).set_location(source.label, self.path)
             self.notify(exc.message, title="Listing failed", severity="error", timeout=8)
             self.listed = True
@@ -426,6 +437,7 @@ class FilePane(Vertical):
         self.query_one(PathBar).set_location(source.label, self.path)
         self.table.loading = False
         self.refresh_rows(focus_name=focus_name)
+        self._focus_if_asked()
         self.listed = True
         self.call_after_refresh(self._painted)
         if listing.rejected:
@@ -435,6 +447,17 @@ class FilePane(Vertical):
                 severity="warning",
             )
         self.post_message(self.Loaded(self, self.path, len(self.entries)))
+
+    def _focus_if_asked(self) -> None:
+        if not self._focus_when_shown:
+            return
+        self._focus_when_shown = False
+        focused = self.screen.focused
+        hidden = focused is not None and not all(
+            node.display for node in focused.ancestors_with_self if isinstance(node, Widget)
+        )
+        if focused is None or hidden or self in focused.ancestors_with_self:
+            self.table.focus()  # nobody took the focus meanwhile, or a hidden widget did
 
     def _painted(self) -> None:
         self.timings["shown"] = time.perf_counter()

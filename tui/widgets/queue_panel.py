@@ -190,6 +190,12 @@ class QueueSummary(_QueueListener, Static):
 
 class QueueTable(DataTable[Any]):
     HELP_TITLE = "Transfer queue"
+
+    def allow_focus(self) -> bool:
+        # Only while the panel is shown: hidden, it once took the keys meant for a listing.
+        parent = self.parent
+        shown = parent is None or not isinstance(parent, QueuePanel) or parent.has_class("-shown")
+        return shown and super().allow_focus()
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "queue('toggle')", "Pause/resume", id="ferry.queue.pause"),
         Binding("x,delete", "queue('cancel')", "Cancel transfer", id="ferry.queue.cancel"),
