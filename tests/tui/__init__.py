@@ -22,11 +22,15 @@ async def wait_for(pilot: Pilot[Any], predicate: Any, *, seconds: float = 20.0) 
     The generous limit only matters on a loaded machine; a passing test returns at once.
     """
     deadline = time.monotonic() + seconds
+    error: Exception | None = None
     while time.monotonic() < deadline:
-        if predicate():
-            return
+        try:  # a widget caught mid-update (rows added before their columns) is "not yet"
+            if predicate():
+                return
+        except (IndexError, KeyError) as exc:
+            error = exc
         await pilot.pause(0.02)
-    raise AssertionError(f"condition never became true: {predicate}")
+    raise AssertionError(f"condition never became true: {predicate}") from error
 
 
 async def wait_for_screen(pilot: Pilot[Any], cls: type) -> Any:
