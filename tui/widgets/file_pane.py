@@ -549,15 +549,12 @@ class FilePane(Vertical):
     def fit_columns(self) -> None:
         """Re-plan the columns for the table's current width (rebuild only if they change).
 
-        The cursor stays on its entry: rebuilding the columns clears the table, which would
-        otherwise put it back on the first row under the user's next key.
+        The rebuild goes through :meth:`refresh_rows`, which notes the entry under the cursor
+        before clearing the table (clearing it first put the cursor back on the first row,
+        under the user's next key).
         """
-        if not self.entries:
-            return
-        row = self.table.cursor_row
-        current = self.rows[row].name if 0 <= row < len(self.rows) else None
-        if self._ensure_columns():
-            self.refresh_rows(focus_name=current)
+        if self.entries and plan_columns(self._table_width(), bool(self.markers)) != self.spec:
+            self.refresh_rows()
 
     def _update_status(self) -> None:
         parts = [f"{len(self.rows)}/{len(self.entries)} items"]

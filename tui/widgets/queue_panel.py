@@ -190,12 +190,6 @@ class QueueSummary(_QueueListener, Static):
 
 class QueueTable(DataTable[Any]):
     HELP_TITLE = "Transfer queue"
-
-    def allow_focus(self) -> bool:
-        # Only while the panel is shown: hidden, it once took the keys meant for a listing.
-        parent = self.parent
-        shown = parent is None or not isinstance(parent, QueuePanel) or parent.has_class("-shown")
-        return shown and super().allow_focus()
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "queue('toggle')", "Pause/resume", id="ferry.queue.pause"),
         Binding("x,delete", "queue('cancel')", "Cancel transfer", id="ferry.queue.cancel"),
@@ -205,6 +199,12 @@ class QueueTable(DataTable[Any]):
         Binding("j", "cursor_down", "Down", show=False, id="ferry.queue.down"),
         Binding("k", "cursor_up", "Up", show=False, id="ferry.queue.up"),
     ]
+
+    def allow_focus(self) -> bool:
+        # Only while the panel is shown: hidden, it once took the keys meant for a listing.
+        parent = self.parent
+        shown = not isinstance(parent, QueuePanel) or parent.has_class("-shown")
+        return shown and super().allow_focus()
 
     async def action_queue(self, what: str) -> None:
         await self.query_ancestor(QueuePanel).act(what)
