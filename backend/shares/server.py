@@ -27,6 +27,7 @@ from aiohttp import web
 
 from backend.errors import ConfigError, ShareError
 from backend.fsutil import atomic_write, ensure_private_dir
+from backend.netaddr import is_loopback
 from backend.shares import notify
 from backend.shares.service import ShareService
 from backend.shares.web import build_app
@@ -70,15 +71,6 @@ def parse_listen(text: str) -> tuple[str, int]:
         raise ConfigError(f"invalid listen address {text!r}", hint="use HOST:PORT")
     host = host.strip("[]")
     return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def self_signed_cert(hosts: list[str]) -> tuple[Path, Path]:

@@ -21,7 +21,6 @@ import asyncio
 import base64
 import contextlib
 import hmac
-import ipaddress
 import json
 import logging
 import re
@@ -32,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from backend.errors import FerryError, ShareError
+from backend.netaddr import is_loopback
 from backend.shares import notify, pages
 from backend.shares.policy import parse_duration
 from backend.shares.service import CHUNK, Download, LinkError, ShareService
@@ -134,10 +134,7 @@ def _redirect(location: str) -> web.Response:
 def client_address(request: web.Request) -> str:
     remote = request.remote or "unknown"
     if request.app[OPTIONS]["trust_proxy"]:
-        try:
-            loopback = ipaddress.ip_address(remote).is_loopback
-        except ValueError:
-            loopback = False
+        loopback = is_loopback(remote)
         forwarded = request.headers.get("X-Forwarded-For")
         if loopback and forwarded:
             return forwarded.split(",")[-1].strip()

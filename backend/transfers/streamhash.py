@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import shlex
 import weakref
 
 import asyncssh
 
+from backend.netaddr import is_loopback
 from backend.transfers.verify import DIGEST_LINE, PICK_TOOL, PROBE_TIMEOUT
 
 log = logging.getLogger("ferry.transfers")
@@ -155,7 +155,4 @@ def start_streaming(conn: asyncssh.SSHClientConnection | None, path: str, start:
 
 def _same_host(conn: asyncssh.SSHClientConnection) -> bool:
     peer = conn.get_extra_info("peername")
-    try:
-        return bool(peer) and ipaddress.ip_address(str(peer[0]).split("%")[0]).is_loopback
-    except ValueError:
-        return False
+    return bool(peer) and is_loopback(str(peer[0]).split("%")[0])  # without an IPv6 zone
