@@ -9,6 +9,13 @@ import asyncssh
 import pytest
 
 from backend.demo.server import start_sftp_server
+from tests.matrix import (
+    KINDS,
+    MatrixServer,
+    start_openssh_kind,
+    start_proftpd,
+    start_s3gateway,
+)
 from tests.servers import InProcessServer, SshdServer, start_sshd, write_private_key
 
 
@@ -59,3 +66,46 @@ def sshd(tmp_path: Path, client_key: asyncssh.SSHKey) -> Iterator[SshdServer]:
         yield server
     finally:
         server.stop()
+
+
+async def _matrix(kind: str, tmp_path: Path, client_key: asyncssh.SSHKey,
+                  host_key: asyncssh.SSHKey) -> AsyncIterator[MatrixServer]:
+    if kind == "s3gateway":
+        server, running = await start_s3gateway(tmp_path / kind, client_key, host_key)
+        try:
+            yield server
+        finally:
+            running.close()
+            await running.wait_closed()
+        return
+    if kind == "proftpd":
+        server = start_proftpd(tmp_path / kind, client_key)
+    else:
+        server = start_openssh_kind(kind, tmp_path / kind, client_key)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=KINDS)
+async def matrix_server(request: pytest.FixtureRequest, tmp_path: Path,
+                        client_key: asyncssh.SSHKey,
+                        host_key: asyncssh.SSHKey) -> AsyncIterator[MatrixServer]:
+    """Each server of the provider matrix in turn (tests/matrix.py)."""
+    async for server in _matrix(request.param, tmp_path, client_key, host_key):
+        yield server
+
+
+@pytest.fixture
+async def server_of_kind(tmp_path: Path, client_key: asyncssh.SSHKey,
+                         host_key: asyncssh.SSHKey):
+    """``async with server_of_kind("proftpd") as s:`` — one matrix server by kind."""
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def start(kind: str) -> AsyncIterator[MatrixServer]:
+        async for server in _matrix(kind, tmp_path, client_key, host_key):
+            yield server
+
+    return start

@@ -120,8 +120,15 @@ def start_sshd(
     host_key: asyncssh.SSHKey | None = None,
     port: int | None = None,
     extra_config: str = "",
+    sftp_args: str = "",
+    subsystem: str | None = None,
 ) -> SshdServer:
-    """Start OpenSSH's sshd on a free loopback port; fail loudly if it is not installed."""
+    """Start OpenSSH's sshd on a free loopback port; fail loudly if it is not installed.
+
+    ``sftp_args`` go to ``sftp-server`` (e.g. ``-P rename,posix-rename`` denies those
+    requests, ``-R`` serves read-only); ``subsystem`` replaces the sftp-server program (e.g.
+    ``internal-sftp``); ``extra_config`` is appended to sshd_config.
+    """
     if not os.path.exists(SSHD):
         raise RuntimeError(f"{SSHD} is missing: install openssh-server (.ci/run does)")
     sftp_server = next((p for p in SFTP_SERVER_CANDIDATES if os.path.exists(p)), None)
@@ -150,7 +157,7 @@ def start_sshd(
         "KbdInteractiveAuthentication no\n"
         "UsePAM no\n"
         "PermitRootLogin prohibit-password\n"
-        f"Subsystem sftp {sftp_server}\n"
+        f"Subsystem sftp {subsystem or sftp_server} {sftp_args}\n"
         "LogLevel ERROR\n" + extra_config
     )
     proc = subprocess.Popen(
