@@ -14,14 +14,34 @@ from backend.names import display_name
 
 Direction = Literal["get", "put"]
 ConflictPolicy = Literal["overwrite", "newer", "size", "resume", "rename", "skip"]
-VerifyMode = Literal["none", "size", "sha256"]
+VerifyMode = Literal["auto", "sha256", "size", "none"]
 JobState = Literal["queued", "running", "paused", "done", "failed", "cancelled"]
 FileState = Literal["queued", "running", "paused", "done", "failed", "cancelled", "skipped"]
 EventKind = Literal["job", "file", "progress"]
 
 DIRECTIONS: tuple[str, ...] = ("get", "put")
 CONFLICT_POLICIES: tuple[str, ...] = ("overwrite", "newer", "size", "resume", "rename", "skip")
-VERIFY_MODES: tuple[str, ...] = ("none", "size", "sha256")
+VERIFY_MODES: tuple[str, ...] = ("auto", "sha256", "size", "none")
+# How a finished file was checked (FileRow.verify / Outcome.verify), and how that is said to a
+# user everywhere (CLI, --json "verified_by", audit, TUI queue, case send). Never print a local
+# hash as if the server had computed it: only "sha256-server" and "sha256-readback" are a
+# SHA-256 of the server's copy.
+VERIFIED_BY: dict[str, str] = {
+    "sha256-server": "sha256 by server",
+    "sha256-readback": "sha256 by read-back",
+    "aes-gcm": "authenticated by AES-GCM",
+    "size+tail": "size and tail only",
+    "size": "size only",
+    "none": "not verified",
+}
+SHA256_OF_SERVER_COPY: frozenset[str] = frozenset({"sha256-server", "sha256-readback"})
+
+
+def verified_label(method: str | None) -> str:
+    """The words for a verification method (journal rows written before 0.2 said "sha256")."""
+    if method == "sha256":
+        method = "sha256-server"
+    return VERIFIED_BY.get(method or "none", method or "not verified")
 FINISHED_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 UNFINISHED_STATES: frozenset[str] = frozenset({"queued", "running", "paused"})
 
