@@ -2,7 +2,9 @@
 
 Starts OpenSSH's sshd on loopback (``tests.servers.start_sshd``) and the WAN emulator
 (``bench.wan``: +20 ms each way = 40 ms RTT, bandwidth unlimited) in its own process, then
-times, for each workload, ``sftp -b`` (pinned host key, ``-i key``, ``-P port``; it verifies
+times, for each workload (``wan-file``, ``wan-folder``, ``wan-noexec``: a 256 MiB upload to an
+sftp-only chroot account with no exec, where Ferry verifies by reading the server's copy back,
+``loopback``), ``sftp -b`` (pinned host key, ``-i key``, ``-P port``; it verifies
 nothing) and Ferry's engine twice: with its default ``--verify sha256`` (the server hashes
 every file; temp name and rename for uploads, fsync before publishing downloads) and with
 ``--verify size`` (size + last 64 KiB re-read), and prints times and ratios with the targets
@@ -34,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent  # the project (backend/, tui/)
 MiB = 1024 * 1024
@@ -104,11 +107,33 @@ class Bench:
             f"[127.0.0.1]:{self.sshd.port} {self.sshd.host_key_line}\n"
             f"[127.0.0.1]:{self.wan_port} {self.sshd.host_key_line}\n"
         )
+        self.sites: dict[int, Any] = {}  # port -> Site, for servers other than self.sshd
+        self.noexec: Any = None
+        self.noexec_wan: Any = None
+
+    def start_noexec(self) -> int:
+        """An sftp-only OpenSSH account (ChrootDirectory + ForceCommand internal-sftp: no
+        exec, so Ferry verifies by read-back) behind its own 40 ms WAN emulator; its port."""
+        from bench import wan
+        from tests.matrix import start_openssh_kind
+        from tests.servers import free_port
+
+        self.noexec = start_openssh_kind("chroot", self.work / "noexec", self.client_key)
+        port = free_port()
+        self.noexec_wan = wan.start(port, self.noexec.port, WAN_DELAY)
+        with open(self.kh, "a") as fh:
+            fh.write(f"[127.0.0.1]:{port} {self.noexec.host_key_line}\n")
+        self.sites[port] = self.noexec
+        return port
 
     def close(self) -> None:
-        self.wan.terminate()
-        self.wan.wait()
+        for proc in (self.wan, self.noexec_wan):
+            if proc is not None:
+                proc.terminate()
+                proc.wait()
         self.sshd.stop()
+        if self.noexec is not None:
+            self.noexec.stop()
 
     # -- OpenSSH sftp ---------------------------------------------------------------------
     def sftp(self, port: int, commands: list[str]) -> float:
@@ -118,7 +143,7 @@ class Bench:
             "sftp", "-q", "-b", str(batch), "-i", str(self.sshd.client_key_path),
             "-P", str(port), "-o", f"UserKnownHostsFile={self.kh}",
             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-            f"{self.sshd.user}@127.0.0.1",
+            f"{self.sites.get(port, self.sshd).user}@127.0.0.1",
         ]
         os.sync()  # neither side pays for the other's deferred writeback
         start = time.perf_counter()
@@ -135,7 +160,8 @@ class Bench:
         if port not in self.saved_sites:
             from backend.sites.store import SiteStore
 
-            SiteStore(home / "sites.toml").add(self.sshd.site(site, port=port))
+            server = self.sites.get(port, self.sshd)
+            SiteStore(home / "sites.toml").add(server.site(site, port=port))
             self.saved_sites.add(port)
         if direction == "get":
             paths = [f"{site}:{src}" for src in sources] + [dest]
@@ -213,6 +239,31 @@ class Bench:
             shutil.rmtree(out)
         shutil.rmtree(src_dir)
         return rows
+
+    def noexec_upload(self, size: int) -> list[Row]:
+        """A big upload at 40 ms RTT to a server without exec: Ferry's default verification
+        there re-reads the server's copy (sha256 by read-back); ``sftp`` verifies nothing.
+        Target: still faster than ``sftp``."""
+        port = self.start_noexec()
+        src = self.work / "noexec-src.bin"
+        _fill(src, size, 0)
+        landed = self.noexec.root / "copy.bin"
+        times: dict[str, list[float]] = {"sftp": [], "size": [], "sha256": []}
+        for _ in range(ROUNDS):
+            for tool in times:
+                if tool == "sftp":
+                    took = self.sftp(port, [f"put {src} {self.noexec.remote('copy.bin')}"])
+                else:
+                    took = self.ferry(port, "put", [str(src)], self.noexec.remote("copy.bin"),
+                                      verify=tool)
+                if not _same(landed, src):
+                    raise RuntimeError(f"no-exec upload: {tool}'s copy differs")
+                landed.unlink()
+                times[tool].append(took)
+        src.unlink()
+        med = {tool: statistics.median(ts) for tool, ts in times.items()}
+        return [Row(f"wan no-exec {size // MiB} MiB upload (read-back)", med["sftp"],
+                    med["sha256"], 1.0, med["size"], times)]
 
     def folder(self, port: int, target: float) -> list[Row]:
         src = self.work / "study"
@@ -297,6 +348,7 @@ def main() -> None:
     plan: list[tuple[str, Callable[[], list[Row]]]] = [
         ("wan-file", lambda: bench.one_file("wan", bench.wan_port, BIG_WAN, 3.0)),
         ("wan-folder", lambda: bench.folder(bench.wan_port, 15.0)),
+        ("wan-noexec", lambda: bench.noexec_upload(BIG_WAN)),
         ("loopback", lambda: bench.one_file("loopback", bench.sshd.port, BIG_LOCAL, 0.9)),
     ]
     try:
