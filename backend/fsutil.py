@@ -1,8 +1,8 @@
 """Safe local file operations: private dirs, atomic writes, exclusive no-follow creation.
 
-One place for the file-system rules of DESIGN.md §4: secret-bearing files are 0600 in 0700 dirs
-and written atomically (temp, fsync, rename); files named by a server are created exclusively,
-never through a symlink, and only under the chosen local root.
+One place for the file-system rules of docs/architecture.md §4: secret-bearing files are 0600
+in 0700 dirs and written atomically (temp, fsync, rename); files named by a server are created
+exclusively, never through a symlink, and only under the chosen local root.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def open_exclusive(path: Path, mode: int = 0o600) -> int:
 def safe_local_mode(remote_mode: int | None, default: int = 0o644) -> int:
     """The permission bits to apply locally for a file whose server-side mode is ``remote_mode``.
 
-    Never setuid/setgid/sticky, never group/world-writable (DESIGN.md §4 item 4).
+    Never setuid/setgid/sticky, never group/world-writable (docs/architecture.md §4 item 4).
     """
     if remote_mode is None:
         return default

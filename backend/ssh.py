@@ -9,7 +9,7 @@ comes from :func:`connect`. It
 * restricts algorithms to the site's cipher profile (``modern`` or ``aes256``);
 * sets connect timeout and keepalive; SFTP channels get receive windows sized to the measured
   round trip (:mod:`backend.sshtuning`: 16 MiB on a WAN, where 2 MiB halves throughput,
-  DESIGN.md §5; 2 MiB on a fast link, where a big one makes sshd slower);
+  docs/architecture.md §5; 2 MiB on a fast link, where a big one makes sshd slower);
 * reaches the host through another saved site when ``Site.jump`` is set;
 * maps every failure to a typed :mod:`backend.errors` error with a one-line message.
 """

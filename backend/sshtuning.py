@@ -2,9 +2,9 @@
 
 Every SFTP channel Ferry opens goes through :func:`start_sftp`. A channel's receive window
 bounds a download to ``window / round-trip time``: on a 40 ms WAN the 2 MiB OpenSSH default
-gives ~50 MiB/s, so a WAN needs a big one (16 MiB: DESIGN.md §5). On a fast link a big window
-hurts instead: sshd then runs up to 16 MiB ahead of a Python client and spends its time in
-partial socket writes (measured on loopback, 1 GiB download: 3.7 s with 2 MiB windows vs
+gives ~50 MiB/s, so a WAN needs a big one (16 MiB: docs/architecture.md §5). On a fast link a
+big window hurts instead: sshd then runs up to 16 MiB ahead of a Python client and spends its
+time in partial socket writes (measured on loopback, 1 GiB download: 3.7 s with 2 MiB windows vs
 4.5 s with 16 MiB, medians of 5, sshd's system time doubling). So channels open with
 :data:`WINDOW_MIN`; the first SFTP channel of a connection times one ``stat`` (one round
 trip, sent alongside the caller's own first requests), and every channel of that connection

@@ -20,7 +20,7 @@ from tests.servers import free_port
 
 def test_window_sizes_follow_the_round_trip() -> None:
     assert window_for(0.0002) == WINDOW_MIN  # loopback / LAN
-    assert window_for(0.040) == WINDOW_MAX  # the 40 ms WAN of DESIGN.md §5
+    assert window_for(0.040) == WINDOW_MAX  # the 40 ms WAN of docs/architecture.md §5
     assert WINDOW_MIN < window_for(0.010) < WINDOW_MAX
 
 

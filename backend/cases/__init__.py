@@ -1,4 +1,4 @@
-"""Case workflows over the layout presets (DESIGN.md §1): send, watch, archive, list.
+"""Case workflows over the layout presets (docs/architecture.md §1): send, watch, archive, list.
 
 The API the CLI (``ferry case``) and the TUI's case view call; see docs/cases.md:
 

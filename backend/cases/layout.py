@@ -1,6 +1,6 @@
 """Which folders of a site are cases, and in what state: UI-free, transport-free.
 
-A site's ``layout`` says how its provider arranges cases (DESIGN.md §1):
+A site's ``layout`` says how its provider arranges cases (docs/architecture.md §1):
 
 * ``inbox-outbox``: processed cases arrive in ``From_<Provider>/``, uploads go to
   ``To_<Provider>/``, old cases live in ``Old_Cases/<year>/``;

@@ -48,7 +48,7 @@ def open_source(path: Path) -> Iterator[BinaryIO]:
 
 
 def refuse_same_file(src: Path, dst: Path) -> None:
-    """Never write a result onto its own source (DESIGN.md §4 item 6)."""
+    """Never write a result onto its own source (docs/architecture.md §4 item 6)."""
     with contextlib.suppress(OSError):
         if dst.exists() and os.path.samefile(src, dst):
             raise UsageError(f"refusing to write {dst} onto its own source")

@@ -1,4 +1,4 @@
-"""``HostKeyDialog``: the trust decision for a host key (DESIGN.md §4 item 1).
+"""``HostKeyDialog``: the trust decision for a host key (docs/architecture.md §4 item 1).
 
 Unknown key: key type and SHA-256 fingerprint, Accept and save / Connect once / Cancel, with
 Cancel focused. Changed key: a red security warning with the old and new fingerprints and
