@@ -271,7 +271,8 @@ class _Reporter:
             return f"skipped  {src} ({display_name(event.error or 'exists')})"
         dst = display_name(event.destination or "")
         digest = f" sha256:{event.sha256[:16]}" if event.sha256 else ""
-        return f"done     {src} -> {dst}{digest} [{event.verify}]"
+        note = f" ({display_name(event.error)})" if event.error else ""  # e.g. an old copy kept
+        return f"done     {src} -> {dst}{digest} [{event.verify}]{note}"
 
 
 # -- queue --------------------------------------------------------------------------------------
