@@ -5,6 +5,7 @@ the server allows, and the default policy does not skip a same-size file with ot
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -243,7 +244,8 @@ PAST = 1_600_000_000  # 2020-09-13
 @pytest.mark.parametrize("kind", ["openssh", "s3gateway"])
 async def test_upload_keeps_the_source_mtime_where_the_server_allows(ferry_home,
                                                                      server_of_kind, tmp_path,
-                                                                     kind):
+                                                                     kind, caplog):
+    caplog.set_level(logging.DEBUG, logger="ferry.transfers")
     async with server_of_kind(kind) as s:
         (s.root / "in").mkdir()
         src = tmp_path / "study.zip"
@@ -258,6 +260,7 @@ async def test_upload_keeps_the_source_mtime_where_the_server_allows(ferry_home,
         else:  # no setstat: the upload still succeeds, with the server's own time
             assert mtime > PAST + 10**7
             assert files[0].error is None
+            assert "did not keep the mtime: SETSTAT is not supported" in caplog.text
 
 
 async def test_newer_policy_compares_against_the_real_source_mtime(ferry_home, server_of_kind,

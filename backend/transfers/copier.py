@@ -8,10 +8,13 @@ order into a private temp file (``<name><temp_suffix>``, created ``O_EXCL|O_NOFO
 the target folder) and hashes them, and rename onto the final name only after verification.
 Uploads start on one lane and let more join as they open (OpenSSH gives each SFTP channel a
 2 MiB window), writing blocks at their offsets into ``<name><temp_suffix>`` on the server,
-then rename it (``posix-rename@openssh.com`` where it replaces). The *verified offset* is the
-contiguous prefix known written; it is checkpointed so a resumed file continues there
-(decrypting downloads: the last whole segment whose plaintext is written). Block sizes never
-exceed the server's ``limits@openssh.com``.
+give it the source's mtime where the server allows, and rename it (``posix-rename@openssh.com``
+where it replaces; elsewhere the old file is renamed aside first and put back if a step fails:
+:func:`_publish_remote`). A same-size destination is compared (server SHA-256, else its tail)
+before ``resume``/``size`` skip it. The *verified offset* is the contiguous prefix known
+written; it is checkpointed so a resumed file continues there (decrypting downloads: the last
+whole segment whose plaintext is written). Block sizes never exceed the server's
+``limits@openssh.com``.
 """
 
 from __future__ import annotations
@@ -818,9 +821,8 @@ async def _keep_mtime(sftp: asyncssh.SFTPClient, path: str, mtime: float | None)
         await sftp.utime(path, (mtime, mtime))
     except asyncssh.SFTPError as exc:
         if _lost(exc):
-            raise
-        log.debug("%s: the server did not keep the mtime: %s", display_name(path),
-                  display_name(str(exc.reason)))
+            raise  # the engine reconnects (engine._classify)
+        log.debug("%s: the server did not keep the mtime: %s", display_name(path), _reason(exc))
 
 
 ASIDE_INFIX = ".ferry-old-"
