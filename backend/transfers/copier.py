@@ -8,10 +8,13 @@ order into a private temp file (``<name><temp_suffix>``, created ``O_EXCL|O_NOFO
 the target folder) and hashes them, and rename onto the final name only after verification.
 Uploads start on one lane and let more join as they open (OpenSSH gives each SFTP channel a
 2 MiB window), writing blocks at their offsets into ``<name><temp_suffix>`` on the server,
-then rename it (``posix-rename@openssh.com`` where it replaces). The *verified offset* is the
-contiguous prefix known written; it is checkpointed so a resumed file continues there
-(decrypting downloads: the last whole segment whose plaintext is written). Block sizes never
-exceed the server's ``limits@openssh.com``.
+give it the source's mtime where the server allows, and rename it (``posix-rename@openssh.com``
+where it replaces; elsewhere the old file is renamed aside first and put back if a step fails:
+:func:`_publish_remote`). A same-size destination is compared (server SHA-256, else its tail)
+before ``resume``/``size`` skip it. The *verified offset* is the contiguous prefix known
+written; it is checkpointed so a resumed file continues there (decrypting downloads: the last
+whole segment whose plaintext is written). Block sizes never exceed the server's
+``limits@openssh.com``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import hashlib
 import logging
 import os
 import posixpath
+import secrets
 import stat
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -157,7 +161,9 @@ def should_skip(policy: str, src_size: int, src_mtime: float | None,
     if policy == "skip":
         return True
     if policy == "newer":
-        return src_mtime is None or dst_mtime is None or src_mtime <= dst_mtime
+        # whole seconds: SFTPv3 keeps no fraction, so an upload's kept mtime (:func:`_keep_mtime`)
+        # is the source's truncated; comparing fractions would call every such copy "older"
+        return src_mtime is None or dst_mtime is None or int(src_mtime) <= int(dst_mtime)
     if policy in ("size", "resume"):
         return src_size == dst_size
     return False  # overwrite (rename never reaches here)
@@ -566,7 +572,7 @@ async def upload(plan: Plan, row: FileRow, progress: Progress,
                         row.size if plan.cipher is None else plan.cipher.size_of(row.size),
                         row.mtime, int(existing.size or 0),
                         float(existing.mtime) if existing.mtime is not None else None,
-                    ):
+                    ) and not await _same_size_differs(plan, lane, fd, row, final):
                         await _abandon(lane, early, guess)
                         pool.release(lane)
                         return Outcome("skipped", final, note="destination exists")
@@ -581,6 +587,41 @@ async def upload(plan: Plan, row: FileRow, progress: Progress,
                                  early)
     finally:
         os.close(fd)
+
+
+async def _same_size_differs(plan: Plan, lane: Lane, fd: int, row: FileRow,
+                             final: str) -> bool:
+    """``size``/``resume`` found ``final`` with the source's size: is its content different
+    after all (a re-sent study of the same size)? Compared by the server's SHA-256 when it can
+    hash, else by size + the last :data:`~backend.transfers.verify.TAIL` bytes read back (a
+    difference only before the tail goes unseen: docs/transfers.md, "When the destination
+    exists"). An encrypted upload's container cannot be compared: same size is kept."""
+    if plan.on_conflict not in ("size", "resume") or plan.cipher is not None:
+        return False
+    name = display_name(final)
+    theirs = await plan.hasher.sha256(final) if plan.hasher.usable() else None
+    if theirs is not None:
+        ours = (await asyncio.to_thread(_sha256_fd, fd, row.size)).hexdigest()
+        if theirs != ours:
+            log.info("%s: same size but a different SHA-256 on the server: replacing it", name)
+        return theirs != ours
+    if await tail_matches(lane.sftp, final, fd, row.size):
+        log.debug("%s: same size and tail (the server cannot hash): kept", name)
+        return False
+    log.info("%s: same size but a different tail on the server: replacing it", name)
+    return True
+
+
+def _sha256_fd(fd: int, size: int) -> Any:
+    digest = hashlib.sha256()
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, min(size - offset, 1 << 20), offset)
+        if not chunk:
+            raise TransferError("the local file shrank while it was compared")
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest
 
 
 async def _abandon(lane: Lane, early: asyncio.Future[asyncssh.SFTPClientFile] | None,
@@ -667,10 +708,12 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
                 await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
         sha = digest.hexdigest()
         method = await _verify_upload(plan, lane, row, fd, temp, total, sha, source, stream)
+        await _keep_mtime(lane.sftp, temp, row.mtime)
+        note = None
         if not direct:
-            await _publish_remote(lane.sftp, temp, final,
-                                  replace=plan.on_conflict != "rename")
-        return Outcome("done", final, sha256=sha, verify=method)
+            note = await _publish_remote(lane.sftp, temp, final,
+                                         replace=plan.on_conflict != "rename")
+        return Outcome("done", final, sha256=sha, verify=method, note=note)
     finally:
         if stream is not None:
             stream.close()
@@ -768,17 +811,134 @@ async def _verify_upload(plan: Plan, lane: Lane, row: FileRow, fd: int, temp: st
     return "size+tail"
 
 
+async def _keep_mtime(sftp: asyncssh.SFTPClient, path: str, mtime: float | None) -> None:
+    """Give the uploaded file the source's mtime (before it is published: a rename keeps it),
+    so ``--on-conflict newer`` compares real times. A server that refuses (S3-backed gateways
+    have no setstat) costs the upload nothing: it is noted in the debug log only."""
+    if mtime is None:
+        return
+    try:
+        await sftp.utime(path, (mtime, mtime))
+    except asyncssh.SFTPError as exc:
+        if _lost(exc):
+            raise  # the engine reconnects (engine._classify)
+        log.debug("%s: the server did not keep the mtime: %s", display_name(path), _reason(exc))
+
+
+ASIDE_INFIX = ".ferry-old-"
+
+
+def _lost(exc: asyncssh.SFTPError) -> bool:
+    """An SFTP error that means the connection is gone (not a refusal by the server)."""
+    return isinstance(exc, asyncssh.SFTPConnectionLost | asyncssh.SFTPNoConnection)
+
+
+def _reason(exc: asyncssh.SFTPError) -> str:
+    return display_name(str(exc.reason or type(exc).__name__))
+
+
 async def _publish_remote(sftp: asyncssh.SFTPClient, temp: str, final: str, *,
-                          replace: bool) -> None:
+                          replace: bool) -> str | None:
+    """Rename the finished upload ``temp`` onto ``final`` without ever deleting the only copy;
+    returns a note for the user (an old copy that could not be removed), or None.
+
+    ``posix-rename@openssh.com`` replaces atomically. Where it is missing or refused and
+    ``final`` exists: rename the old file aside (``<name>.ferry-old-<random>``), rename the
+    upload into place, remove the aside copy. When a step fails the old file is put back and
+    the error names what exists now (docs/transfers.md, "Publishing an upload"). A refusal
+    fails the file without retries (the server will refuse again); a lost connection
+    propagates so the engine reconnects."""
+    shown = display_name(final)
     with sftp_errors(final):
         if replace:
             try:
                 await sftp.posix_rename(temp, final)
-                return
-            except asyncssh.SFTPOpUnsupported:
-                if await _remote_lstat(sftp, final) is not None:
-                    await sftp.remove(final)
+                return None
+            except asyncssh.SFTPError as exc:
+                if _lost(exc):
+                    raise
+                log.debug("%s: posix-rename failed (%s); replacing by renames", shown,
+                          _reason(exc))
+            if await _remote_lstat(sftp, final) is not None:
+                return await _replace_by_renames(sftp, temp, final)
+        failure = None
+        try:
+            await sftp.rename(temp, final)
+            return None
+        except asyncssh.SFTPError as exc:
+            if _lost(exc):
+                raise
+            failure = _reason(exc)
+        there = await _remote_lstat(sftp, final) is not None  # e.g. it appeared meanwhile
+        upload = await _where_upload_is(sftp, temp)
+    # raised outside the except block: a refusal is final for this file (no retry loop)
+    raise TransferError(f"{shown} {'kept as it was' if there else 'was not created'}; "
+                        f"{upload} (the server refused rename: {failure})")
+
+
+async def _where_upload_is(sftp: asyncssh.SFTPClient, temp: str) -> str:
+    """For a failure message: where the finished upload is now (checked, not assumed)."""
+    name = display_name(posixpath.basename(temp))
+    try:
+        found = await _remote_lstat(sftp, temp) is not None
+    except asyncssh.SFTPError as exc:
+        if _lost(exc):
+            raise
+        return f"the upload should be in {name} beside it"
+    return f"the upload is in {name} beside it" if found else f"the upload is gone ({name})"
+
+
+async def _replace_by_renames(sftp: asyncssh.SFTPClient, temp: str, final: str) -> str | None:
+    """:func:`_publish_remote` where ``final`` exists and cannot be replaced in one step."""
+    parent, name = posixpath.split(final)
+    aside = posixpath.join(parent, name + ASIDE_INFIX + secrets.token_hex(4))
+    shown, aside_name = display_name(final), display_name(posixpath.basename(aside))
+    message = None
+    try:
+        await sftp.rename(final, aside)
+    except asyncssh.SFTPError as exc:
+        if _lost(exc):
+            raise
+        message = (f"{shown} kept as it was; {await _where_upload_is(sftp, temp)} "
+                   f"(the server refused rename: {_reason(exc)})")
+    if message is not None:
+        raise TransferError(message)
+    try:
         await sftp.rename(temp, final)
+    except asyncssh.SFTPError as exc:
+        if _lost(exc):
+            log.warning("%s: connection lost while publishing; the old file may be in %s",
+                        shown, aside_name)
+            raise
+        first = _reason(exc)
+        try:
+            await sftp.rename(aside, final)
+            message = (f"{shown} kept as it was; {await _where_upload_is(sftp, temp)} "
+                       f"(the server refused to rename it into place: {first})")
+        except asyncssh.SFTPError as back:
+            if _lost(back):
+                log.warning("%s: connection lost while putting the old file back from %s",
+                            shown, aside_name)
+                raise
+            message = (f"{shown} is missing: the old file is in {aside_name} and "
+                       f"{await _where_upload_is(sftp, temp)} (the server refused to rename "
+                       f"the upload into place: {first}, then to put the old file back: "
+                       f"{_reason(back)})")
+            log.error("%s", message)
+    if message is not None:
+        raise TransferError(message)
+    try:
+        await sftp.remove(aside)
+    except asyncssh.SFTPError as exc:
+        if _lost(exc):
+            log.warning("%s replaced; the old copy is still in %s (connection lost)",
+                        shown, aside_name)
+            raise
+        note = (f"replaced {shown}; the old copy could not be removed and is in "
+                f"{aside_name} ({_reason(exc)})")
+        log.warning("%s", note)
+        return note
+    return None
 
 
 Saver = Callable[[FileRow], None]

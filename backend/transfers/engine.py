@@ -763,6 +763,8 @@ class TransferEngine:
             encrypted=plan.cipher is not None,
             result=row.state,
             error=row.error if row.state == "failed" else None,
+            # a done file's note: e.g. an old copy left beside it (copier._replace_by_renames)
+            **({"note": row.error} if row.state == "done" and row.error else {}),
         )))
         if self._audit_writer is None or self._audit_writer.done():
             self._audit_writer = asyncio.get_running_loop().create_task(self._write_audit())

@@ -74,7 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-r", "--recursive", action="store_true", help="copy folders recursively")
     p.add_argument("--on-conflict", choices=CONFLICT_POLICIES, default="resume",
-                   help="when the destination exists (default: resume)")
+                   help="when the destination exists (default: resume: skip it when it has "
+                        "the same size and content; without exec on the server only its last "
+                        "64 KiB are compared)")
     p.add_argument("--verify", choices=VERIFY_MODES, default="sha256",
                    help="check each file after transfer (default: sha256)")
     p.add_argument("--parallel", type=int, default=None, metavar="N",
@@ -271,7 +273,8 @@ class _Reporter:
             return f"skipped  {src} ({display_name(event.error or 'exists')})"
         dst = display_name(event.destination or "")
         digest = f" sha256:{event.sha256[:16]}" if event.sha256 else ""
-        return f"done     {src} -> {dst}{digest} [{event.verify}]"
+        note = f" ({display_name(event.error)})" if event.error else ""  # e.g. an old copy kept
+        return f"done     {src} -> {dst}{digest} [{event.verify}]{note}"
 
 
 # -- queue --------------------------------------------------------------------------------------
