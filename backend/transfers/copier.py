@@ -591,13 +591,13 @@ async def upload(plan: Plan, row: FileRow, progress: Progress,
 
 async def _same_size_differs(plan: Plan, lane: Lane, fd: int, row: FileRow,
                              final: str) -> bool:
-    """``size``/``resume`` found ``final`` with the source's size: is its content different
+    """``resume`` found ``final`` with the source's size: is its content different
     after all (a re-sent study of the same size)? Compared by the server's SHA-256 when it can
     hash, else by size + the last :data:`~backend.transfers.verify.TAIL` bytes read back (a
     difference only before the tail goes unseen: docs/transfers.md, "When the destination
     exists"). An encrypted upload's container cannot be compared: same size is kept."""
-    if plan.on_conflict not in ("size", "resume") or plan.cipher is not None:
-        return False
+    if plan.on_conflict != "resume" or plan.cipher is not None:
+        return False  # `size` is the cheap policy: the user asked for sizes only
     name = display_name(final)
     theirs = await plan.hasher.sha256(final) if plan.hasher.usable() else None
     if theirs is not None:
