@@ -516,8 +516,9 @@ class AuditLog:
                              " (table wiped)", notes)
             if last < want:
                 return _fail("truncated", n, last + 1,
-                             f"rows {last + 1}..{want} are missing at the end (the keyed head"
-                             f" records {want} rows, the table has {last})", notes)
+                             f"rows are missing: the keyed head records {want} rows, the table"
+                             f" has {last} (rows {last + 1}..{want} cut off the end, or rows"
+                             " deleted and the chain recomputed)", notes)
             if last > want:
                 return _fail("appended", n, want + 1,
                              f"rows {want + 1}..{last} were added outside Ferry (the keyed head"
