@@ -302,7 +302,8 @@ class AuditLog:
         self, rows: list[tuple[str, str, str]], upgrade_only: bool = False
     ) -> list[int]:
         ids: list[int] = []
-        begun = False
+        begun = created = False
+        saved: bytes | None = None
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
@@ -326,13 +327,16 @@ class AuditLog:
                     ids.append(next_id)
                     prev, next_id = digest, next_id + 1
                 new_end = ChainState(ids[-1], prev)
+                saved = self.keyed.snapshot()
                 self.keyed.begin(key, end, new_end)
                 begun = True
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 if begun:
-                    self.keyed.reset(key, end)
+                    self.keyed.restore(saved)
+                if created:  # undo the key too, so the next append redoes the upgrade checks
+                    self.keyed.key_path.unlink(missing_ok=True)
                 raise
         self.keyed.finish(key, new_end)
         if created:

@@ -216,6 +216,22 @@ class KeyedHead:
             if head is not None and head.pending and head.cur == cur:
                 self._write(key, cur, cur)
 
+    def snapshot(self) -> bytes | None:
+        """The head file's bytes (None if missing), to put back if an append rolls back."""
+        try:
+            return self.head_path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def restore(self, data: bytes | None) -> None:
+        """Put back what :meth:`snapshot` saw: a rolled-back append leaves no trace, and in
+        particular never a fresh head over a table it found tampered with."""
+        with self._locked():
+            if data is None:
+                self.head_path.unlink(missing_ok=True)
+            else:
+                atomic_write(self.head_path, data, mode=0o600)
+
     def reset(self, key: bytes, state: ChainState) -> None:
         """Write a final head for ``state`` (a new log, a migration, a rolled-back append)."""
         with self._locked():
