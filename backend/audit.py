@@ -305,7 +305,10 @@ class AuditLog:
         begun = created = False
         saved: bytes | None = None
         with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise ConfigError(f"cannot write the audit log {self.path}: {exc}") from None
             try:
                 end, seq = self._table_end(con)
                 key, first, created = self._prepare(con, end, seq)
@@ -447,7 +450,10 @@ class AuditLog:
                     hint="pass the file 'ferry audit anchor --to' appends to",
                 ) from None
         with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")  # no append may commit between rows and head
+            try:  # no append may commit between reading the rows and reading the head
+                con.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:  # a read-only copy: nobody appends to it
+                con.execute("BEGIN")
             try:
                 rows = con.execute(
                     "SELECT id, ts, event, actor, fields, prev_hash, hash FROM audit ORDER BY id"
