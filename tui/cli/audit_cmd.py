@@ -1,13 +1,20 @@
-"""``ferry audit list|verify|export``: read, check and export Ferry's hash-chained audit log."""
+"""``ferry audit list|verify|anchor|export``: read, check, anchor and export Ferry's audit log.
+
+``verify`` recomputes the chain and compares its end with the keyed head (docs/security.md,
+"Audit log"); ``anchor --to FILE`` appends the verified, signed end of the chain to a file the
+operator keeps elsewhere, and ``verify --anchor FILE`` proves each anchored end is still part
+of the chain. Every tampering found exits 12 (:class:`backend.errors.IntegrityError`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 from pathlib import Path
 
-from backend.audit import AuditLog
+from backend.audit import AuditLog, VerifyResult
 from backend.errors import IntegrityError, UsageError
 from backend.fsutil import atomic_write
 from backend.names import display_name
@@ -15,7 +22,7 @@ from tui.cli.output import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("audit", help="the audit log: list, verify, export")
+    parser = sub.add_parser("audit", help="the audit log: list, verify, anchor, export")
     group = parser.add_subparsers(dest="audit_command", metavar="SUBCOMMAND")
 
     p = group.add_parser("list", help="show audit events, oldest first")
@@ -26,9 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
 
-    p = group.add_parser("verify", help="check the hash chain (exit 12 if tampered)")
+    p = group.add_parser("verify", help="check the chain and its keyed head (exit 12 if tampered)")
+    p.add_argument("--anchor", metavar="FILE",
+                   help="also check every head anchored in FILE is still part of the chain")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_verify)
+
+    p = group.add_parser("anchor", help="verify, then append the signed head to a file elsewhere")
+    p.add_argument("--to", metavar="FILE", required=True,
+                   help="the anchor file (appended to; keep it on another disk or machine)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_anchor)
 
     p = group.add_parser("export", help="export the whole log")
     p.add_argument("--csv", action="store_true", required=True, help="CSV format")
@@ -55,21 +70,58 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _result_json(result: VerifyResult) -> dict[str, object]:
+    return {"ok": result.ok, "rows": result.rows, "first_bad_id": result.first_bad_id,
+            "reason": result.reason, "kind": result.kind, "last_hash": result.last_hash,
+            "anchors_checked": result.anchors_checked, "notes": result.notes}
+
+
+def _fail(log: AuditLog, result: VerifyResult) -> IntegrityError:
+    return IntegrityError(
+        f"audit log {log.path} failed verification ({result.kind}): {result.reason}",
+        hint="it was changed outside Ferry: keep a copy of it and its key folder; report it",
+    )
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     log = AuditLog()
-    result = log.verify()
+    result = log.verify(anchors=Path(args.anchor) if args.anchor else None)
     if args.json:
-        print_json(
-            {"ok": result.ok, "rows": result.rows, "first_bad_id": result.first_bad_id,
-             "reason": result.reason}
-        )
+        print_json(_result_json(result))
     if not result.ok:
-        raise IntegrityError(
-            f"audit log {log.path} failed verification: {result.reason}",
-            hint="the log was edited outside Ferry; keep a copy and report it",
-        )
+        raise _fail(log, result)
     if not args.json:
-        print(f"audit log OK: {result.rows} rows, chain intact")
+        line = f"audit log OK: {result.rows} rows, chain intact, keyed head matches"
+        if args.anchor:
+            line += f", {result.anchors_checked} anchors in {args.anchor} are part of the chain"
+        print(display_name(line))
+        for note in result.notes:
+            print(display_name(f"note: {note}"))
+    return 0
+
+
+def cmd_anchor(args: argparse.Namespace) -> int:
+    log = AuditLog()
+    result, line = log.anchor_line()
+    if not result.ok:
+        if args.json:
+            print_json(_result_json(result))
+        raise _fail(log, result)
+    target = Path(args.to)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, line.encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise UsageError(f"cannot append to the anchor file {target}: {exc.strerror}",
+                         hint="pass a writable file, e.g. on another mount") from None
+    if args.json:
+        print_json({**_result_json(result), "anchor": line.strip(), "to": str(target)})
+    else:
+        print(display_name(f"anchored row {result.rows} ({result.last_hash[:16]}…) to {target}"))
     return 0
 
 
