@@ -30,7 +30,7 @@ from backend.errors import (
     UnsafeNameError,
 )
 from backend.limits import TreeBudget
-from backend.names import display_name, encode_name, is_escaped, validate_name
+from backend.names import display_name, encode_name, has_raw_bytes, is_escaped, validate_name
 
 EntryKind = Literal["file", "dir", "link", "other"]
 
@@ -48,8 +48,9 @@ class RemoteEntry:
 
     @property
     def utf8(self) -> bool:
-        """False when the server's name is not valid UTF-8 (``name`` shows it escaped)."""
-        return not is_escaped(self.name)
+        """False when the name is not valid UTF-8: a server's (spelled ``\\xHH``) or a local
+        one (surrogate-escaped, as ``os.scandir`` gives it)."""
+        return not (is_escaped(self.name) or has_raw_bytes(self.name))
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)

@@ -294,3 +294,17 @@ async def test_a_listing_that_never_ends_is_cut_at_the_cap(endless) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_every_server_of_the_matrix_lists_reads_and_renames_the_bad_name(
+        matrix_server, ferry_home) -> None:
+    write_raw(matrix_server.root, BAD, b"abc")
+    (matrix_server.root / "good.txt").write_text("g")
+    async with ssh.sftp_session(matrix_server.site("m")) as (_c, sftp):
+        listing = await remote.list_dir(sftp, matrix_server.remote_dir)
+        assert {e.name for e in listing.entries} >= {SHOWN, "good.txt"}
+        assert await remote.read_head(sftp, matrix_server.remote(SHOWN)) == (b"abc", False)
+        if matrix_server.kind not in ("readonly", "norename"):
+            await remote.rename(sftp, matrix_server.remote_dir, SHOWN, "fixed.txt")
+            assert (matrix_server.root / "fixed.txt").read_bytes() == b"abc"
+            assert BAD not in raw_names(matrix_server.root)
