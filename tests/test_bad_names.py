@@ -127,6 +127,11 @@ def test_get_r_downloads_every_file_and_saves_the_bad_name_as_spelled(study: Pat
     line = next(x for x in text.splitlines() if SHOWN in x)
     assert line.startswith("done") and "not UTF-8" in line
 
+    # the spelling typed back names the file, e.g. to fetch just that one
+    one = ferry("get", f"real:study/{SHOWN}", str(tmp_path / "one") + "/")
+    assert one.returncode == 0, one.stderr
+    assert (tmp_path / "one" / SHOWN).read_bytes() == b"latin-1 named file"
+
     # and back: the escaped local name is uploaded under the server's original bytes
     up = study.parent / "again"
     put = ferry("put", str(local / SHOWN), "real:again/")
