@@ -123,4 +123,10 @@ class CancelledByUser(FerryError):
     exit_code = 15
 
 
+class LimitExceededError(FerryError):
+    """A recursive walk passed a cap on entries, depth or bytes (backend/limits.py)."""
+
+    exit_code = 16
+
+
 EXIT_INTERRUPTED = 130

@@ -3,8 +3,10 @@
 Every name a server sends passes :func:`backend.names.validate_name` here before anything uses
 it; hostile names are left out of results and reported in ``rejected`` (display-safe), never
 joined to a path. :func:`walk` is the one recursive walker (used by transfers, deletes, cases):
-it never follows server symlinks and never leaves the folder it was given. SFTP failures become
-typed errors through :func:`translate_sftp_error`.
+it never follows server symlinks and never leaves the folder it was given, and it stops at the
+caps of a :class:`backend.limits.TreeBudget` (entries, depth, bytes). SFTP failures become
+typed errors through :func:`translate_sftp_error`. A name that is not valid UTF-8 is listed in
+its ``\\xHH`` spelling (backend/names.py), which addresses the server's exact bytes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from backend.errors import (
     TransferError,
     UnsafeNameError,
 )
-from backend.names import display_name, validate_name
+from backend.limits import TreeBudget
+from backend.names import display_name, encode_name, has_raw_bytes, is_escaped, validate_name
 
 EntryKind = Literal["file", "dir", "link", "other"]
 
@@ -43,9 +46,17 @@ class RemoteEntry:
     mode: int  # permission bits only (0o7777)
     link_target: str | None = None
 
+    @property
+    def utf8(self) -> bool:
+        """False when the name is not valid UTF-8: a server's (spelled ``\\xHH``) or a local
+        one (surrogate-escaped, as ``os.scandir`` gives it)."""
+        return not (is_escaped(self.name) or has_raw_bytes(self.name))
+
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data["mode"] = f"{self.mode:04o}"
+        data["raw_name_hex"] = encode_name(self.name).hex()  # the server's exact bytes
+        data["name_is_utf8"] = self.utf8
         return data
 
 
@@ -127,18 +138,31 @@ def entry_from_attrs(name: str, attrs: asyncssh.SFTPAttrs) -> RemoteEntry:
     )
 
 
-async def list_dir(sftp: asyncssh.SFTPClient, path: str, *, links: bool = True) -> Listing:
-    """List one remote folder. Unsafe names are skipped and reported, never returned."""
+async def list_dir(sftp: asyncssh.SFTPClient, path: str, *, links: bool = True,
+                   budget: TreeBudget | None = None, label: str | None = None) -> Listing:
+    """List one remote folder. Unsafe names are skipped and reported, never returned.
+
+    With ``budget``, a listing longer than the entries it has left raises
+    :class:`~backend.errors.LimitExceededError` as soon as the server has sent that many
+    (a listing that never ends cannot fill memory); the error names ``label`` (default
+    ``path``).
+    """
+    limit = budget.entries_left if budget is not None else None
+    names: list[asyncssh.SFTPName] = []
     with sftp_errors(path):
-        names = await sftp.readdir(path)
+        async with contextlib.aclosing(sftp.scandir(path)) as scan:
+            async for item in scan:
+                if item.filename in (".", ".."):
+                    continue
+                names.append(item)
+                if limit is not None and len(names) > limit:
+                    assert budget is not None
+                    budget.over_entries(label or display_name(path))
     entries: list[RemoteEntry] = []
     rejected: list[str] = []
     for item in names:
-        raw = item.filename
-        if raw in (".", "..", b".", b".."):
-            continue
         try:
-            name = validate_name(raw)
+            name = validate_name(item.filename)
         except UnsafeNameError as exc:
             rejected.append(exc.message)
             continue
@@ -169,24 +193,31 @@ async def walk(
     top: str,
     *,
     rejected: list[str] | None = None,
-    max_depth: int = 64,
+    budget: TreeBudget | None = None,
+    label: str | None = None,
 ) -> AsyncIterator[WalkItem]:
     """Yield every entry under ``top`` (folders before their contents), depth-first.
 
     Symlinks are yielded as ``link`` entries and never followed. Unsafe names are appended to
-    ``rejected`` and skipped with everything below them.
+    ``rejected`` and skipped with everything below them. Every entry (and every file's size)
+    is counted against ``budget`` (default: the default caps, backend/limits.py); the first
+    cap passed raises :class:`~backend.errors.LimitExceededError` (naming ``label``, default
+    ``top``).
     """
+    if budget is None:
+        budget = TreeBudget(flags=False)
+    where = label or display_name(top)
     stack: list[tuple[str, tuple[str, ...]]] = [(top, ())]
     while stack:
         path, parts = stack.pop()
-        if len(parts) > max_depth:
-            raise TransferError(f"{display_name(path)}: folders nest deeper than {max_depth}")
-        listing = await list_dir(sftp, path, links=False)
+        listing = await list_dir(sftp, path, links=False, budget=budget, label=where)
+        budget.entries += len(listing.rejected)  # names the server listed count, refused or not
         if rejected is not None:
             rejected.extend(f"{display_name(path)}: {r}" for r in listing.rejected)
         subdirs = []
         for entry in listing.entries:
             item = WalkItem(parts=(*parts, entry.name), entry=entry)
+            budget.take(where, len(item.parts), entry.size if entry.kind == "file" else 0)
             yield item
             if entry.kind == "dir":
                 subdirs.append((posixpath.join(path, entry.name), item.parts))

@@ -29,6 +29,8 @@ from typing import Any
 import asyncssh
 from asyncssh.constants import MSG_IGNORE
 
+from backend.names import NAME_CODEC
+
 log = logging.getLogger("ferry.ssh")
 
 WINDOW_MIN = 2 * 1024 * 1024  # OpenSSH's own default
@@ -81,8 +83,13 @@ def _grow(chan: Any, size: int) -> None:
 
 
 async def start_sftp(conn: asyncssh.SSHClientConnection) -> asyncssh.SFTPClient:
-    """Open an SFTP channel on ``conn`` with its window sized to the link."""
-    sftp = await conn.start_sftp_client()
+    """Open an SFTP channel on ``conn`` with its window sized to the link.
+
+    Paths go through :data:`backend.names.NAME_CODEC`: a name that is not valid UTF-8 is
+    listed as ``\\xHH`` escapes (instead of asyncssh failing the whole listing with "Unable
+    to decode name") and those escapes address the server's exact bytes again.
+    """
+    sftp = await conn.start_sftp_client(path_encoding=NAME_CODEC)
     link = _LINKS.get(conn)
     if link is None:
         link = _LINKS[conn] = _Link()

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from backend.errors import UsageError
+from backend.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES, TreeLimits
 from backend.names import display_name
 
 Direction = Literal["get", "put"]
@@ -49,7 +50,8 @@ UNFINISHED_STATES: frozenset[str] = frozenset({"queued", "running", "paused"})
 @dataclass(frozen=True)
 class JobSpec:
     """What to transfer. ``get``: ``sources`` are remote paths on ``site``, ``destination`` a
-    local path; ``put``: the reverse. ``parallel``: files at once (None: the engine decides)."""
+    local path; ``put``: the reverse. ``parallel``: files at once (None: the engine decides).
+    ``max_entries`` / ``max_depth`` / ``max_bytes``: the planning caps (backend/limits.py)."""
 
     direction: Direction
     site: str
@@ -59,6 +61,13 @@ class JobSpec:
     on_conflict: ConflictPolicy = "resume"
     verify: VerifyMode = "sha256"
     parallel: int | None = None
+    max_entries: int = DEFAULT_MAX_ENTRIES
+    max_depth: int = DEFAULT_MAX_DEPTH
+    max_bytes: int | None = DEFAULT_MAX_BYTES
+
+    @property
+    def limits(self) -> TreeLimits:
+        return TreeLimits(self.max_entries, self.max_depth, self.max_bytes)
 
     def validate(self) -> JobSpec:
         if self.direction not in DIRECTIONS:
@@ -77,6 +86,7 @@ class JobSpec:
             raise UsageError(f"--verify must be one of {', '.join(VERIFY_MODES)}")
         if self.parallel is not None and not 1 <= self.parallel <= 256:
             raise UsageError("--parallel must be 1-256")
+        self.limits.validate()
         return self
 
     @property
@@ -87,13 +97,25 @@ class JobSpec:
         return display_name(f"{first}{more} {arrow} {self.site}")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        # caps at their defaults are left out, so a job journaled before they existed still
+        # matches the same command run again (Journal.find_unfinished compares this text)
+        for key, default in _DEFAULT_CAPS.items():
+            if data[key] == default:
+                del data[key]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         known["sources"] = list(known.get("sources", []))
         return cls(**known)
+
+
+_DEFAULT_CAPS: dict[str, int | None] = {
+    "max_entries": DEFAULT_MAX_ENTRIES, "max_depth": DEFAULT_MAX_DEPTH,
+    "max_bytes": DEFAULT_MAX_BYTES,
+}
 
 
 @dataclass(frozen=True)

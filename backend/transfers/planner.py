@@ -20,10 +20,11 @@ from pathlib import Path
 
 import asyncssh
 
-from backend.errors import FerryError, UnsafeNameError
+from backend.errors import FerryError, LimitExceededError, UnsafeNameError
 from backend.fsutil import safe_join
-from backend.names import display_name, validate_name
-from backend.remote import resolve, sftp_errors, stat_path, walk
+from backend.limits import TreeBudget
+from backend.names import display_name, has_raw_bytes, validate_name
+from backend.remote import entry_from_attrs, resolve, sftp_errors, stat_path, walk
 from backend.sites.model import Site
 from backend.transfers.journal import NewFile
 from backend.transfers.model import JobSpec
@@ -46,20 +47,21 @@ def _mkdir_local(path: Path) -> None:
 
 
 async def plan_get(sftp: asyncssh.SFTPClient, site: Site, spec: JobSpec) -> list[NewFile]:
+    """Walk every source first (against the job's caps), then create the local folders: a cap
+    that is hit leaves nothing behind on this machine."""
     dest = Path(os.path.abspath(os.path.expanduser(spec.destination)))
     inside = dest.is_dir() or spec.destination.endswith("/") or len(spec.sources) > 1
-    if inside:
-        dest.mkdir(parents=True, exist_ok=True)
-    elif not dest.parent.is_dir():
+    if not inside and not dest.parent.is_dir():
         return [_failed(spec.destination, f"local folder {dest.parent} does not exist")]
-    out: list[NewFile] = []
+    budget = TreeBudget(spec.limits)
+    planned: list[tuple[str, list[Path], list[NewFile]]] = []  # per source: folders, files
     for source in spec.sources:
         path = resolve(site.remote_dir, source)
         try:
             top = await stat_path(sftp, path)
             name = validate_name(posixpath.basename(path.rstrip("/")) or "")
         except FerryError as exc:
-            out.append(_failed(path, exc.message))
+            planned.append((path, [], [_failed(path, exc.message)]))
             continue
         if top.kind == "link":
             # a link the user named explicitly: follow it once for the top level only
@@ -67,42 +69,60 @@ async def plan_get(sftp: asyncssh.SFTPClient, site: Site, spec: JobSpec) -> list
                 with sftp_errors(path):
                     attrs = await sftp.stat(path)
             except FerryError as exc:
-                out.append(_failed(path, exc.message))
+                planned.append((path, [], [_failed(path, exc.message)]))
                 continue
-            from backend.remote import entry_from_attrs
-
             top = entry_from_attrs(name, attrs)
         root = dest if inside else dest.parent
         target_name = name if inside else dest.name
+        where = f"{site.name}:{display_name(path)}"
         if top.kind == "file":
-            out.append(NewFile(path, str(safe_join(root, target_name)), top.size, top.mtime,
-                               top.mode))
+            budget.take(where, 0, top.size)
+            planned.append((path, [], [NewFile(path, str(safe_join(root, target_name)),
+                                               top.size, top.mtime, top.mode)]))
             continue
         if top.kind != "dir":
-            out.append(_skipped(path, "", "not a regular file or folder"))
+            planned.append((path, [], [_skipped(path, "", "not a regular file or folder")]))
             continue
         if not spec.recursive:
-            out.append(_failed(path, f"{display_name(path)} is a folder: use -r"))
+            planned.append((path, [], [_failed(path, f"{display_name(path)} is a folder: use -r")]))
             continue
         try:
             base = safe_join(root, target_name)
-            _mkdir_local(base)
+            folders = [base]
+            files: list[NewFile] = []
             rejected: list[str] = []
-            async for item in walk(sftp, path, rejected=rejected):
+            async for item in walk(sftp, path, rejected=rejected, budget=budget, label=where):
                 remote = posixpath.join(path, *item.parts)
                 local = safe_join(base, *item.parts)
                 if item.entry.kind == "dir":
-                    _mkdir_local(local)
+                    folders.append(local)
                 elif item.entry.kind == "file":
-                    out.append(NewFile(remote, str(local), item.entry.size, item.entry.mtime,
-                                       item.entry.mode))
+                    files.append(NewFile(remote, str(local), item.entry.size, item.entry.mtime,
+                                         item.entry.mode))
                 elif item.entry.kind == "link":
-                    out.append(_skipped(remote, str(local), "server symlink not followed"))
+                    files.append(_skipped(remote, str(local), "server symlink not followed"))
                 else:
-                    out.append(_skipped(remote, str(local), "not a regular file"))
-            out.extend(_failed(path, reason) for reason in rejected)
+                    files.append(_skipped(remote, str(local), "not a regular file"))
+            files.extend(_failed(path, reason) for reason in rejected)
+            planned.append((path, folders, files))
+        except LimitExceededError:
+            raise
+        except FerryError as exc:
+            planned.append((path, [], [_failed(path, exc.message)]))
+    if inside:
+        dest.mkdir(parents=True, exist_ok=True)
+    out: list[NewFile] = []
+    for path, folders, files in planned:
+        try:
+            for folder in folders:  # parents before children: the walk yields them so
+                _mkdir_local(folder)
         except FerryError as exc:
             out.append(_failed(path, exc.message))
+            continue
+        except OSError as exc:
+            out.append(_failed(path, f"{display_name(str(exc.filename))}: {exc.strerror or exc}"))
+            continue
+        out.extend(files)
     return out
 
 
@@ -138,9 +158,12 @@ _Tree = tuple[
     list[tuple[str, ...]], list[tuple[tuple[str, ...], os.stat_result]], list[tuple[str, str]]
 ]
 
+_NOT_UTF8 = "local name is not valid UTF-8: rename it to upload it"
 
-def _local_tree(top: Path) -> _Tree:
-    """Folders, files and skipped entries under ``top`` (symlinks never followed)."""
+
+def _local_tree(top: Path, budget: TreeBudget, where: str) -> _Tree:
+    """Folders, files and skipped entries under ``top`` (symlinks never followed), counted
+    against ``budget``."""
     dirs: list[tuple[str, ...]] = []
     files: list[tuple[tuple[str, ...], os.stat_result]] = []
     skipped: list[tuple[str, str]] = []
@@ -148,60 +171,99 @@ def _local_tree(top: Path) -> _Tree:
     while stack:
         path, parts = stack.pop()
         with os.scandir(path) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            entries = []
+            for entry in it:
+                entries.append(entry)
+                if len(entries) > budget.entries_left:
+                    budget.over_entries(where)
+        entries.sort(key=lambda e: e.name)
         for entry in entries:
             sub = (*parts, entry.name)
+            if has_raw_bytes(entry.name):
+                budget.take(where, len(sub))
+                skipped.append((display_name(entry.path), _NOT_UTF8))
+                continue
             try:
                 validate_name(entry.name)
             except UnsafeNameError as exc:
+                budget.take(where, len(sub))
                 skipped.append((entry.path, exc.message))
                 continue
             if entry.is_symlink():
+                budget.take(where, len(sub))
                 skipped.append((entry.path, "local symlink not followed"))
             elif entry.is_dir(follow_symlinks=False):
+                budget.take(where, len(sub))
                 dirs.append(sub)
                 stack.append((Path(entry.path), sub))
             elif entry.is_file(follow_symlinks=False):
-                files.append((sub, entry.stat(follow_symlinks=False)))
+                st = entry.stat(follow_symlinks=False)
+                budget.take(where, len(sub), st.st_size)
+                files.append((sub, st))
             else:
+                budget.take(where, len(sub))
                 skipped.append((entry.path, "not a regular file"))
     return dirs, files, skipped
 
 
 async def plan_put(sftp: asyncssh.SFTPClient, site: Site, spec: JobSpec) -> list[NewFile]:
+    """Walk every local source first (against the job's caps), then create the remote
+    folders: a cap that is hit creates nothing on the server."""
     dest = resolve(site.remote_dir, spec.destination)
     inside = (
         spec.destination.endswith("/") or len(spec.sources) > 1 or await _remote_is_dir(sftp, dest)
     )
+    budget = TreeBudget(spec.limits)
+    planned: list[tuple[str, Path, str, _Tree | None, list[NewFile]]] = []
+    for source in spec.sources:
+        local = Path(os.path.abspath(os.path.expanduser(source)))
+        if has_raw_bytes(str(local)):
+            planned.append((source, local, "", None, [_failed(source, _NOT_UTF8)]))
+            continue
+        try:
+            st = local.stat()
+            name = validate_name(local.name)
+        except FileNotFoundError:
+            planned.append((source, local, "", None,
+                            [_failed(source, f"{source} does not exist")]))
+            continue
+        except (OSError, FerryError) as exc:
+            planned.append((source, local, "", None,
+                            [_failed(source, getattr(exc, "message", None) or str(exc))]))
+            continue
+        target = posixpath.join(dest, name) if inside else dest
+        if stat.S_ISREG(st.st_mode):
+            budget.take(source, 0, st.st_size)
+            planned.append((source, local, target, None, [
+                NewFile(str(local), target, st.st_size, st.st_mtime, st.st_mode & 0o7777)]))
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            planned.append((source, local, target, None,
+                            [_skipped(str(local), target, "not a regular file or folder")]))
+            continue
+        if not spec.recursive:
+            planned.append((source, local, target, None,
+                            [_failed(source, f"{source} is a folder: use -r")]))
+            continue
+        try:
+            tree = await asyncio.to_thread(_local_tree, local, budget, display_name(source))
+        except OSError as exc:
+            planned.append((source, local, target, None,
+                            [_failed(source, f"{source}: {exc.strerror or exc}")]))
+            continue
+        planned.append((source, local, target, tree, []))
     out: list[NewFile] = []
     if inside and not await _remote_is_dir(sftp, dest):
         try:
             await _makedirs_remote(sftp, dest)
         except FerryError as exc:
             return [_failed(spec.destination, exc.message)]
-    for source in spec.sources:
-        local = Path(os.path.abspath(os.path.expanduser(source)))
+    for source, local, target, tree, files in planned:
+        if tree is None:
+            out.extend(files)
+            continue
+        dirs, found, skipped = tree
         try:
-            st = local.stat()
-            name = validate_name(local.name)
-        except FileNotFoundError:
-            out.append(_failed(source, f"{source} does not exist"))
-            continue
-        except (OSError, FerryError) as exc:
-            out.append(_failed(source, getattr(exc, "message", None) or str(exc)))
-            continue
-        target = posixpath.join(dest, name) if inside else dest
-        if stat.S_ISREG(st.st_mode):
-            out.append(NewFile(str(local), target, st.st_size, st.st_mtime, st.st_mode & 0o7777))
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            out.append(_skipped(str(local), target, "not a regular file or folder"))
-            continue
-        if not spec.recursive:
-            out.append(_failed(source, f"{source} is a folder: use -r"))
-            continue
-        try:
-            dirs, files, skipped = await asyncio.to_thread(_local_tree, local)
             await _mkdir_remote(sftp, target)
             by_depth: dict[int, list[tuple[str, ...]]] = {}
             for parts in dirs:
@@ -210,12 +272,11 @@ async def plan_put(sftp: asyncssh.SFTPClient, site: Site, spec: JobSpec) -> list
                 await asyncio.gather(
                     *(_mkdir_remote(sftp, posixpath.join(target, *p)) for p in by_depth[depth])
                 )
-            for parts, fst in files:
-                out.append(NewFile(str(local.joinpath(*parts)), posixpath.join(target, *parts),
-                                   fst.st_size, fst.st_mtime, fst.st_mode & 0o7777))
-            out.extend(_skipped(p, "", why) for p, why in skipped)
         except FerryError as exc:
             out.append(_failed(source, exc.message))
-        except OSError as exc:
-            out.append(_failed(source, f"{source}: {exc.strerror or exc}"))
+            continue
+        for parts, fst in found:
+            out.append(NewFile(str(local.joinpath(*parts)), posixpath.join(target, *parts),
+                               fst.st_size, fst.st_mtime, fst.st_mode & 0o7777))
+        out.extend(_skipped(p, "", why) for p, why in skipped)
     return out

@@ -20,7 +20,8 @@ from collections.abc import Callable
 import humanize
 
 from backend.errors import ConfigError, TransferError, UsageError
-from backend.names import display_name
+from backend.limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES
+from backend.names import display_name, is_escaped
 from backend.remote import parse_remote_spec
 from backend.sites.model import Site
 from backend.sites.store import SiteStore
@@ -81,7 +82,27 @@ def _options(p: argparse.ArgumentParser) -> None:
                    help="check each file after transfer (default: sha256)")
     p.add_argument("--parallel", type=int, default=None, metavar="N",
                    help="files at once (default 64)")
+    p.add_argument("--max-entries", type=int, default=DEFAULT_MAX_ENTRIES, metavar="N",
+                   help=f"stop planning past N files and folders (default {DEFAULT_MAX_ENTRIES:,})")
+    p.add_argument("--max-depth", type=int, default=DEFAULT_MAX_DEPTH, metavar="N",
+                   help=f"stop planning past N folder levels (default {DEFAULT_MAX_DEPTH})")
+    p.add_argument("--max-bytes", type=_size, default=None, metavar="SIZE",
+                   help="stop planning past SIZE in total, e.g. 500GiB (default: no cap)")
     p.add_argument("--json", action="store_true", help="one JSON event per line")
+
+
+def _size(text: str) -> int:
+    from backend.shares.policy import parse_size
+
+    try:
+        return parse_size(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _caps(args: argparse.Namespace) -> dict[str, int | None]:
+    return {"max_entries": args.max_entries, "max_depth": args.max_depth,
+            "max_bytes": args.max_bytes}
 
 
 # -- the engine as the CLI uses it ------------------------------------------------------------
@@ -141,13 +162,13 @@ def _parse_put(paths: list[str]) -> tuple[str, list[str], str]:
 def cmd_get(args: argparse.Namespace) -> int:
     site, sources, local = _parse_get(args.paths)
     return _run_spec(JobSpec("get", site, sources, local, args.recursive, args.on_conflict,
-                             args.verify, args.parallel), args.json)
+                             args.verify, args.parallel, **_caps(args)), args.json)
 
 
 def cmd_put(args: argparse.Namespace) -> int:
     site, sources, remote = _parse_put(args.paths)
     return _run_spec(JobSpec("put", site, sources, remote, args.recursive, args.on_conflict,
-                             args.verify, args.parallel), args.json)
+                             args.verify, args.parallel, **_caps(args)), args.json)
 
 
 def _run_spec(spec: JobSpec, as_json: bool) -> int:
@@ -273,7 +294,11 @@ class _Reporter:
             return f"skipped  {src} ({display_name(event.error or 'exists')})"
         dst = display_name(event.destination or "")
         digest = f" sha256:{event.sha256[:16]}" if event.sha256 else ""
-        note = f" ({display_name(event.error)})" if event.error else ""  # e.g. an old copy kept
+        notes = [display_name(event.error)] if event.error else []  # e.g. an old copy kept
+        # a server name that is not UTF-8 is spelled \xHH, locally too (docs/cli.md)
+        if is_escaped((event.destination or "").rsplit("/", 1)[-1]):
+            notes.append("the server's name is not UTF-8; the local name spells it \\xHH")
+        note = "".join(f" ({n})" for n in notes)
         return f"done     {src} -> {dst}{digest} [{event.verify}]{note}"
 
 

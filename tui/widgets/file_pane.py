@@ -3,7 +3,8 @@
 Listings load in a worker (the table shows a loading indicator; the UI never waits on the
 network). A listing is shown with one ``clear()`` + one ``add_rows()`` of precomputed cells, so
 10,000 entries appear at once. Every name is shown as a ``Text`` built from
-:func:`backend.names.display_name`: never parsed as markup, control characters replaced.
+:func:`backend.names.display_name`: never parsed as markup, control characters replaced; the
+``\\xHH`` escapes of a name that is not UTF-8 (backend/names.py) are shown reversed.
 
 Columns adapt to the pane's width (name first; then size, case state, modified, permissions
 while the name keeps at least ``MIN_NAME`` cells). Sort by any column, filter as you type,
@@ -81,6 +82,8 @@ def name_text(entry: RemoteEntry, marked: bool) -> Text:
     suffix = {"dir": "/", "link": "@"}.get(entry.kind, "")
     text = Text(display_name(entry.name) + suffix, style=style, no_wrap=True,
                 overflow="ellipsis")
+    if not entry.utf8:  # the \xHH escapes of a name that is not UTF-8 stand out
+        text.highlight_regex(r"\\x[0-9a-f]{2}", "reverse")
     if marked:
         text = Text.assemble(("✔ ", "bold reverse"), text, no_wrap=True, overflow="ellipsis")
     return text
