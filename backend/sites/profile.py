@@ -48,6 +48,7 @@ log = logging.getLogger("ferry.sites")
 PROBE_PREFIX = ".ferry-probe-"
 EXEC_TIMEOUT = 10.0
 PROBE_TIMEOUT = 30.0
+CLEANUP_TIMEOUT = 10.0
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 # sha256 of nothing, by coreutils (prints "<hex>  -") or, failing that, OpenSSL ("<hex> *stdin")
 EXEC_PROBE = "sha256sum </dev/null 2>/dev/null || openssl dgst -sha256 -r </dev/null"
@@ -432,32 +433,38 @@ async def _sftp_probes(sftp: asyncssh.SFTPClient, out: ServerProfile, folder: by
         if got != mtime:
             raise asyncssh.SFTPFailure("the server accepted setstat but kept its own mtime")
 
+    async def names() -> None:
+        name_made = first[6]
+        if isinstance(name_made, tuple) and name_made[0]:
+            listed = {entry.filename for entry in await sftp.readdir(folder)}
+            out.name_encoding = "utf-8" if _NAME_PROBE in listed else "other"
+            if out.name_encoding == "other":
+                out.notes["name_encoding"] = "a UTF-8 name came back as other bytes"
+        elif isinstance(name_made, tuple):
+            out.name_encoding = "other"
+            out.notes["name_encoding"] = f"a UTF-8 name was refused: {name_made[1]}"
+
     second = await asyncio.gather(
         _try(append()),
         _try(sftp.rename(join(folder, b"b"), join(folder, b"b2"))),
         _try(sftp.posix_rename(join(folder, b"p"), join(folder, b"q"))),
         _try(sftp.link(join(folder, b"h"), join(folder, b"h2"))),
         _try(setstat()),
+        _try(names()),
         return_exceptions=True,
     )
-    for name, got in zip(("append", "rename", "posix_rename", "hardlink", "setstat"), second,
-                         strict=True):
+    for name, got in zip(("append", "rename", "posix_rename", "hardlink", "setstat", None),
+                         second, strict=True):
         if isinstance(got, BaseException):
             raise got
         value, why = got
+        if name is None:  # the listing for the name encoding
+            if why:
+                out.notes["name_encoding"] = f"listing the probe folder failed: {why}"
+            continue
         setattr(out, name, value)
         if why:
             out.notes[name] = why
-
-    name_made = first[6]
-    if isinstance(name_made, tuple) and name_made[0]:
-        listed = {entry.filename for entry in await sftp.readdir(folder)}
-        out.name_encoding = "utf-8" if _NAME_PROBE in listed else "other"
-        if out.name_encoding == "other":
-            out.notes["name_encoding"] = "a UTF-8 name came back as other bytes"
-    elif isinstance(name_made, tuple):
-        out.name_encoding = "other"
-        out.notes["name_encoding"] = f"a UTF-8 name was refused: {name_made[1]}"
 
 
 async def _cleanup(sftp: asyncssh.SFTPClient, folder: bytes, out: ServerProfile) -> None:
@@ -521,22 +528,41 @@ async def detect(conn: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient,
             out.writable = False
             out.notes["writable"] = f"creating a folder failed: {_why(exc)}"
             return
+        made.append(shown)
         try:
             await _sftp_probes(sftp, out, folder)
         finally:
-            await _cleanup(sftp, folder, out)
+            try:  # also after a timeout or Ctrl-C: the scratch folder must not stay behind
+                await asyncio.wait_for(_cleanup(sftp, folder, out), CLEANUP_TIMEOUT)
+                if not out.leftovers:
+                    made.clear()
+            except TimeoutError:
+                out.leftovers.append(shown)
+                out.notes["leftovers"] = "the server did not answer the cleanup in time"
 
+    shown = display_name(folder.decode("utf-8", "surrogateescape"))
+    made: list[str] = []
+    exec_side = asyncio.ensure_future(_exec_probe(conn, site, out))
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
-            await asyncio.gather(_exec_probe(conn, site, out), sftp_side())
+            await sftp_side()
+            await exec_side
     except (asyncssh.SFTPConnectionLost, asyncssh.ConnectionLost, asyncssh.DisconnectError,
             ConnectionError) as exc:  # the same classes as _lost()
-        raise ConnectError(f"{site.name}: connection lost while detecting: {_why(exc)}") \
-            from None
+        raise ConnectError(f"{site.name}: connection lost while detecting: {_why(exc)}"
+                           + _check_for(made)) from None
     except TimeoutError:
         raise ConnectError(f"{site.name}: the server did not answer the probes within "
-                           f"{PROBE_TIMEOUT:.0f} s") from None
+                           f"{PROBE_TIMEOUT:.0f} s" + _check_for(made)) from None
+    finally:
+        if not exec_side.done():
+            exec_side.cancel()
+            await asyncio.wait([exec_side])
     return out
+
+
+def _check_for(made: list[str]) -> str:
+    return f"; check for a leftover folder {made[0]}" if made else ""
 
 
 async def redetect(conn: asyncssh.SSHClientConnection, site: Site) -> ServerProfile:
