@@ -151,7 +151,7 @@ PRESETS: dict[str, Preset] = {
     "aws-transfer-s3": Preset(
         "aws-transfer-s3",
         "AWS Transfer Family on S3: no exec, in-order single-channel uploads, resume "
-        "restarts from zero, at most 10 sessions per connection, keepalive 60 s",
+        "restarts from zero, at most 10 sessions per connection, keepalive at most 60 s",
         exec=False, multi_lane_uploads=False, append=False, max_sessions=10,
         keepalive_max=60),
     "proftpd": Preset("proftpd", "ProFTPD mod_sftp: no exec", exec=False),
@@ -251,7 +251,7 @@ _cache: dict[Path, tuple[int, ServerProfile | None]] = {}
 
 def load_profile(site: Site) -> ServerProfile | None:
     """The remembered profile of ``site``, or None (never detected, unreadable, or detected
-    at another address or folder: it says nothing about this server)."""
+    at another ``user@host:port``: it says nothing about this server)."""
     path = profile_path(site.name)
     try:
         stamp = path.stat().st_mtime_ns
