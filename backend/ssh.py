@@ -7,8 +7,10 @@ comes from :func:`connect`. It
   :data:`~backend.hostkeys.HostKeyPrompt` or fail closed; changed keys always fail);
 * authenticates with ssh-agent, then the site's key file, then a vault-held password;
 * restricts algorithms to the site's cipher profile (``modern`` or ``aes256``);
-* sets connect timeout and keepalive; SFTP channels get receive windows sized to the measured
-  round trip (:mod:`backend.sshtuning`: 16 MiB on a WAN, where 2 MiB halves throughput,
+* sets connect timeout and keepalive (the site's, capped by its server profile preset:
+  :func:`backend.sites.profile.keepalive_for`);
+* SFTP channels get receive windows sized to the measured round trip
+  (:mod:`backend.sshtuning`: 16 MiB on a WAN, where 2 MiB halves throughput,
   docs/architecture.md §5; 2 MiB on a fast link, where a big one makes sshd slower);
 * reaches the host through another saved site when ``Site.jump`` is set;
 * maps every failure to a typed :mod:`backend.errors` error with a one-line message.
@@ -39,6 +41,7 @@ from backend.errors import (
 from backend.hostkeys import HostKeyPrompt, PresentedKey, TrustDecision
 from backend.names import display_name
 from backend.sites.model import Site
+from backend.sites.profile import keepalive_for
 from backend.sshtuning import WINDOW_MIN, skip_ignore_packets, slice_reads, start_sftp
 
 log = logging.getLogger("ferry.ssh")
@@ -197,7 +200,7 @@ def _options(
         "known_hosts": (pinned, [], []),
         "server_host_key_algs": host_key_algs(pinned),
         "connect_timeout": timeout,
-        "keepalive_interval": site.keepalive or None,
+        "keepalive_interval": keepalive_for(site) or None,
         "keepalive_count_max": KEEPALIVE_COUNT_MAX,
         "window": WINDOW_MIN,  # SFTP channels grow theirs to the link (sshtuning)
         "max_pktsize": MAX_PKTSIZE,

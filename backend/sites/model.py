@@ -18,6 +18,8 @@ AUTH_METHODS: tuple[str, ...] = ("agent", "key", "password")
 CIPHER_PROFILES: tuple[str, ...] = ("modern", "aes256")
 LAYOUTS: tuple[str, ...] = ("generic", "inbox-outbox", "study-io")
 UPLOAD_MODES: tuple[str, ...] = ("temp-rename", "direct")
+# what each means: backend/sites/profile.py (PRESETS) and docs/transfers.md, "Server profiles"
+SERVER_PROFILES: tuple[str, ...] = ("auto", "openssh", "aws-transfer-s3", "proftpd", "sftp-only")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9._:\-\[\]%]{1,253}$")
@@ -50,6 +52,7 @@ class Site:
     temp_suffix: str = ".ferrypart"
     allow_exec: bool = True  # may run sha256sum over an exec channel for verification
     encrypt_at_rest: bool = False
+    server_profile: str = "auto"  # one of SERVER_PROFILES: a preset, or what was detected
     # case layout folder names (relative to remote_dir); missing keys use the preset's defaults
     layout_folders: dict[str, str] = field(default_factory=dict)
     last_connected: str | None = None
@@ -79,6 +82,11 @@ class Site:
         if self.upload_mode not in UPLOAD_MODES:
             raise ConfigError(
                 f"site {self.name}: upload_mode must be one of {', '.join(UPLOAD_MODES)}"
+            )
+        if self.server_profile not in SERVER_PROFILES:
+            raise ConfigError(
+                f"site {self.name}: server_profile must be one of {', '.join(SERVER_PROFILES)}"
+                f", got {self.server_profile!r}"
             )
         if not isinstance(self.max_parallel, int) or not 1 <= self.max_parallel <= 64:
             raise ConfigError(f"site {self.name}: max_parallel must be 1-64")

@@ -38,7 +38,8 @@ SECRET_KEYS: dict[str, str] = {
 }
 
 _STR_FIELDS = {
-    "host", "user", "auth", "cipher_profile", "remote_dir", "layout", "upload_mode", "temp_suffix"
+    "host", "user", "auth", "cipher_profile", "remote_dir", "layout", "upload_mode", "temp_suffix",
+    "server_profile",
 }
 _OPT_STR_FIELDS = {"key_file", "jump", "last_connected"}
 _INT_FIELDS = {"port", "keepalive", "max_parallel"}
@@ -193,6 +194,11 @@ class SiteStore:
         except tomlkit.exceptions.ParseError as exc:
             raise ConfigError(
                 f"{self.path}:{exc.line}: invalid TOML: {_parse_problem(exc)}",
+                hint="fix the file by hand; Ferry left it untouched",
+            ) from None
+        except tomlkit.exceptions.TOMLKitError as exc:  # e.g. a key given twice in a table
+            raise ConfigError(
+                f"{self.path}: invalid TOML: {exc}",
                 hint="fix the file by hand; Ferry left it untouched",
             ) from None
         return doc, self._sites_of(doc, text)

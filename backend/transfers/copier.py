@@ -40,6 +40,7 @@ from backend.fsutil import open_exclusive, safe_local_mode
 from backend.names import display_name
 from backend.remote import sftp_errors
 from backend.sites.model import Site
+from backend.sites.profile import upload_lanes
 from backend.sshtuning import round_trip
 from backend.transfers.crypt import Cipher
 from backend.transfers.journal import FileRow
@@ -645,7 +646,7 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
     """Move the bytes on ``lane`` (released here), more lanes joining for a big file;
     ``early``: the temp file's handle, already being opened by :func:`upload`."""
     pool = plan.pool
-    nlanes = UPLOAD_LANES if row.size >= SPLIT_UPLOAD_AT else 1
+    nlanes = upload_lanes(plan.site, row.size, split_at=SPLIT_UPLOAD_AT, lanes=UPLOAD_LANES)
     extra: list[Lane] = []  # lanes that joined once data was moving
     stream: StreamingHash | None = None  # the server hashing the temp file as it grows
     try:

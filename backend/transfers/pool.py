@@ -7,6 +7,11 @@ a new lane only when every open one is busy. At most ``site.max_parallel`` conne
 Several lanes matter for speed: OpenSSH gives each channel a 2 MiB window, so one big upload
 is split over several lanes, and many small files spread round trips over all of them.
 
+The site's server profile (:func:`backend.sites.profile.profile_policy`: its preset over what
+``ferry sites test`` detected) seeds the pool when the first connection opens: no exec at all
+when it says so (:attr:`SitePool.exec_ok` False before any is tried), and a session cap per
+connection (AWS Transfer: 10) that the lanes, the hashing shells and the stream stay within.
+
 A lane whose connection broke is dropped with its connection (:meth:`SitePool.broken`); the
 next :meth:`SitePool.lane` reconnects. Back-off between attempts is the engine's business.
 """
@@ -24,6 +29,7 @@ import asyncssh
 from backend.errors import ConnectError, FerryError
 from backend.names import display_name
 from backend.sites.model import Site
+from backend.sites.profile import ProfilePolicy, profile_policy
 from backend.sshtuning import start_sftp
 
 log = logging.getLogger("ferry.transfers")
@@ -32,6 +38,9 @@ Connector = Callable[[str], Awaitable[tuple[Site, asyncssh.SSHClientConnection]]
 
 LANES_PER_CONN = 4
 LANE_BUSY = 16  # files on a lane before another is worth opening (each costs sshd a login shell)
+# sessions a connection may need besides its lanes when exec is used: the hashing shells
+# (verify.EXEC_AT_ONCE) and one streaming hash (streamhash.STREAMS_PER_CONNECTION)
+EXEC_SESSIONS = 4 + 1
 
 
 @dataclass(eq=False)
@@ -77,6 +86,7 @@ class SitePool:
         self._conns: list[_Conn] = []
         self._lock = asyncio.Lock()
         self.exec_ok: bool | None = None  # None until an exec was tried
+        self.policy: ProfilePolicy | None = None  # the site's server profile, once connected
         self.closed = False
         # warm() opens lanes without holding the lock: work that can use a lane already open
         # goes ahead; work that needs one more waits (for the next lane to open, or warm() to
@@ -95,8 +105,18 @@ class SitePool:
         return self.site.max_parallel if self.site is not None else 4
 
     @property
+    def lanes_per_conn(self) -> int:
+        """Lanes on one connection: :data:`LANES_PER_CONN`, fewer when the server profile caps
+        sessions per connection and exec would need some of them."""
+        cap = self.policy.max_sessions if self.policy is not None else None
+        if cap is None:
+            return LANES_PER_CONN
+        others = 0 if self.exec_ok is False else EXEC_SESSIONS
+        return max(1, min(LANES_PER_CONN, cap - others))
+
+    @property
     def max_lanes(self) -> int:
-        return self.max_conns * LANES_PER_CONN
+        return self.max_conns * self.lanes_per_conn
 
     def _lanes(self) -> list[Lane]:
         return [lane for c in self._conns if not c.dead for lane in c.lanes]
@@ -121,28 +141,37 @@ class SitePool:
     async def _open_conn(self) -> _Conn:
         site, conn = await self._connector(self.name)
         self.site = site
+        self._seed(site)
         entry = _Conn(conn)
         self._conns.append(entry)
         return entry
+
+    def _seed(self, site: Site) -> None:
+        """Take what the server profile knows, at each new connection (a re-detection in
+        between counts). What the verification code found out (exec refused) is kept."""
+        self.policy = profile_policy(site)
+        if self.policy.exec_ok is False and self.exec_ok is None:
+            self.exec_ok = False  # no exec is even tried (sftp-only, ProFTPD, AWS Transfer)
 
     async def _open_lanes(self, count: int) -> list[Lane]:
         """Open ``count`` new lanes at once (each SFTP channel costs the server a process
         start and several round trips, so they are opened concurrently, not one by one).
         Returns the ones that opened; raises only when none did."""
         live = [c for c in self._conns if not c.dead]
-        room = {id(c): LANES_PER_CONN - len(c.lanes) - c.opening for c in live}
+        per_conn = self.lanes_per_conn
+        room = {id(c): per_conn - len(c.lanes) - c.opening for c in live}
         targets: list[_Conn | None] = []
         for _ in range(max(0, min(count, self.max_lanes - len(self._lanes())))):
             conn = next((c for c in live if room[id(c)] > 0), None)
             if conn is not None:
                 room[id(conn)] -= 1
             targets.append(conn)
-        new_conns = (targets.count(None) + LANES_PER_CONN - 1) // LANES_PER_CONN
+        new_conns = (targets.count(None) + per_conn - 1) // per_conn
         new_conns = min(new_conns, self.max_conns - len(live))
         opened = await asyncio.gather(*(self._open_conn() for _ in range(new_conns)),
                                       return_exceptions=True)
         fresh = [c for c in opened if isinstance(c, _Conn)]
-        slots = [c for c in fresh for _ in range(LANES_PER_CONN)]
+        slots = [c for c in fresh for _ in range(per_conn)]
         targets = [t if t is not None else (slots.pop(0) if slots else None) for t in targets]
         results = await asyncio.gather(*(self._start_lane(t) for t in targets if t is not None),
                                        return_exceptions=True)

@@ -1,4 +1,8 @@
-"""``ferry sites trust`` and ``ferry sites show``: the site commands that open an SSH session."""
+"""``ferry sites trust``, ``show`` and ``test``: the site commands that open an SSH session.
+
+``test`` (and ``show --detect``) detect the server profile and remember it, through the same
+backend call as the TUI's Test dialog (:func:`backend.sites.profile.redetect`).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,16 @@ import argparse
 import asyncio
 
 from backend import hostkeys, ssh
-from backend.errors import CancelledByUser, HostKeyChangedError, HostKeyUnknownError
+from backend.errors import CancelledByUser, HostKeyChangedError, HostKeyUnknownError, UsageError
+from backend.sites import profile as server_profile
+from backend.sites.model import Site
 from backend.sites.store import SiteStore
 from tui.cli.connect import connect_site
 from tui.cli.output import ask_choice, info, is_interactive, print_json
 
 
 def register_site_commands(sites_sub: argparse._SubParsersAction) -> None:
-    """Add ``trust`` and ``show`` to the ``ferry sites`` group."""
+    """Add ``trust``, ``show`` and ``test`` to the ``ferry sites`` group."""
     p = sites_sub.add_parser(
         "trust",
         help="connect, show the host key and pin it",
@@ -32,8 +38,21 @@ def register_site_commands(sites_sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name", metavar="NAME")
     p.add_argument("--no-connect", action="store_true", help="do not open a test connection")
+    p.add_argument("--detect", action="store_true",
+                   help="detect the server profile again (as 'ferry sites test' does)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
+
+    p = sites_sub.add_parser(
+        "test",
+        help="connect and detect what the server can do (the server profile)",
+        description="Connect, probe the server in a scratch folder .ferry-probe-* under the "
+        "site's remote folder (removed afterwards) and remember what it can do: exec, "
+        "renames, append, out-of-order writes, fsync, setstat, limits... Transfers use it.",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_test)
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
@@ -96,9 +115,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         "pinned_host_keys": [hostkeys.fingerprint_of_line(k) for k in site.host_keys],
         "last_connected": site.last_connected,
     }
+    if args.detect and args.no_connect:
+        raise UsageError("--detect needs a connection: drop --no-connect")
     if not args.no_connect:
-        details["negotiated"] = asyncio.run(_negotiate(site.name, store))
+        details["negotiated"] = asyncio.run(_negotiate(site.name, store, detect=args.detect))
+        site = store.get(site.name)  # a host key may have been pinned meanwhile
     if args.json:
+        details["server_profile"] = site.server_profile
+        details["profile"] = server_profile.report_json(site)
         print_json(details)
         return 0
     for key, value in details.items():
@@ -110,12 +134,35 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"{key}: {', '.join(value) if value else '(none)'}")
         else:
             print(f"{key}: {'' if value is None else value}")
+    _print_profile(site)
     return 0
 
 
-async def _negotiate(name: str, store: SiteStore) -> dict[str, str]:
-    _site, conn = await connect_site(name, store)
+def cmd_test(args: argparse.Namespace) -> int:
+    store = SiteStore()
+    site = store.get(args.name)
+    asyncio.run(_negotiate(site.name, store, detect=True))
+    site = store.get(site.name)
+    if args.json:
+        print_json({"name": site.name, "address": site.address,
+                    "profile": server_profile.report_json(site)})
+        return 0
+    print(f"{site.name}: connected to {site.address}")
+    _print_profile(site)
+    return 0
+
+
+def _print_profile(site: Site) -> None:
+    for line in server_profile.report_lines(site):
+        print(line)
+
+
+async def _negotiate(name: str, store: SiteStore, *, detect: bool = False) -> dict[str, str]:
+    site, conn = await connect_site(name, store)
     try:
-        return ssh.negotiated(conn)
+        found = ssh.negotiated(conn)
+        if detect:
+            await server_profile.redetect(conn, site)
+        return found
     finally:
         conn.close()

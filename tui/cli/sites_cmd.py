@@ -19,8 +19,16 @@ from backend import credentials, paths
 from backend.errors import ConfigError, UsageError
 from backend.keys import KEY_KINDS, generate_keypair, key_needs_passphrase
 from backend.names import display_name
-from backend.sites.model import CIPHER_PROFILES, LAYOUTS, UPLOAD_MODES, Site, default_user
+from backend.sites.model import (
+    CIPHER_PROFILES,
+    LAYOUTS,
+    SERVER_PROFILES,
+    UPLOAD_MODES,
+    Site,
+    default_user,
+)
 from backend.sites.model import secret_name as _secret_name
+from backend.sites.profile import forget_profile, rename_profile
 from backend.sites.store import SiteStore
 from backend.vault import Vault
 from tui.cli.output import ask_secret, info, is_interactive, print_json
@@ -100,6 +108,9 @@ def _site_options(p: argparse.ArgumentParser, *, editing: bool) -> None:
     p.add_argument("--jump", metavar="SITE", help="connect through this saved site")
     p.add_argument("--keepalive", metavar="SECONDS", type=int,
                    help="seconds between keepalives (0 disables; default 30)")
+    p.add_argument("--server-profile", choices=SERVER_PROFILES,
+                   help="what the server can do: auto (detected by 'ferry sites test', the "
+                   "default) or a preset; see docs/transfers.md, 'Server profiles'")
     if not editing:
         return
     p.add_argument("--name", dest="new_name", metavar="NEW", help="rename the site")
@@ -153,7 +164,8 @@ def _common_changes(args: argparse.Namespace) -> dict[str, Any]:
         ("remote_dir", "remote_dir"), ("jump", "jump"), ("keepalive", "keepalive"),
         ("upload_mode", "upload_mode"), ("temp_suffix", "temp_suffix"),
         ("max_parallel", "max_parallel"), ("encrypt_at_rest", "encrypt_at_rest"),
-        ("allow_exec", "allow_exec"), ("new_name", "name"),
+        ("allow_exec", "allow_exec"), ("server_profile", "server_profile"),
+        ("new_name", "name"),
     ):
         value = getattr(args, option, None)
         if value is not None:
@@ -271,6 +283,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     elif renamed and Vault.exists(paths.vault_file()) and credentials.needs_vault(old):
         vault = unlock_vault()
     site = store.update(old.name, **changes)
+    rename_profile(old.name, site.name)
     if vault is not None:
         if renamed:
             for kind in ("password", "passphrase"):
@@ -292,6 +305,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     store.get(args.name)  # unknown name: fail before touching the vault
     vault = open_vault_unattended()
     site = store.remove(args.name)
+    forget_profile(site.name)
     names = [_secret_name(site.name, kind) for kind in ("password", "passphrase")]
     if vault is not None:
         removed = [name for name in names if vault.delete(name)]

@@ -20,7 +20,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
 from backend.errors import ConfigError, FerryError
-from backend.sites.model import AUTH_METHODS, CIPHER_PROFILES, LAYOUTS, Site, default_user
+from backend.sites.model import (
+    AUTH_METHODS,
+    CIPHER_PROFILES,
+    LAYOUTS,
+    SERVER_PROFILES,
+    Site,
+    default_user,
+)
 from tui.dialogs.base import FerryDialog
 from tui.dialogs.text import plain
 
@@ -140,6 +147,8 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
                                    site.cipher_profile)
                 yield self._input("Jump host", "jump", site.jump or "",
                                   placeholder="another saved site (optional)")
+                yield self._choice("Server", "server_profile", SERVER_PROFILES,
+                                   site.server_profile)
             yield Static("", id="error", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
@@ -177,6 +186,7 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
             layout=self._select("layout"),
             cipher_profile=self._select("cipher_profile"),
             jump=self._value("jump") or None,
+            server_profile=self._select("server_profile"),
             host_keys=list(base.host_keys),
         )
         site.validate()

@@ -1,9 +1,11 @@
 """The Sites screen: the saved sites, and everything done to them.
 
 A table of sites (name, user@host:port, layout, last connected) with add / edit / delete,
-test connection (negotiated algorithms), import from an OpenSSH config, key generation, and
-Enter to open the browser on a site. All work goes through the backend (SiteStore, vault,
-ssh, sshconfig, keys); this module only asks and shows.
+test connection (negotiated algorithms and the detected server profile, through the same
+:func:`backend.sites.profile.redetect` / ``report_lines`` as ``ferry sites test``), import
+from an OpenSSH config, key generation, and Enter to open the browser on a site. All work
+goes through the backend (SiteStore, vault, ssh, sshconfig, keys, server profiles); this module
+only asks and shows.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from textual.widgets import DataTable, Footer, Static
 from backend import ssh
 from backend.errors import FerryError
 from backend.keys import generate_keypair
+from backend.sites import profile as server_profile
 from backend.sites.model import Site, secret_name
 from backend.sites.sshconfig import import_into_store, parse_ssh_config
 from backend.vault import Vault
@@ -203,9 +206,10 @@ class SitesScreen(Screen[None]):
             changes = {
                 key: getattr(site, key)
                 for key in ("name", "host", "port", "user", "auth", "key_file", "remote_dir",
-                            "layout", "cipher_profile", "jump")
+                            "layout", "cipher_profile", "jump", "server_profile")
             }
             store.update(result.original_name, **changes)
+            server_profile.rename_profile(result.original_name, site.name)
         if vault is not None:
             if renamed and result.original_name is not None:
                 for kind in ("password", "passphrase"):
@@ -242,6 +246,7 @@ class SitesScreen(Screen[None]):
                 return
             try:
                 self.app.store.remove(site.name)  # type: ignore[attr-defined]
+                server_profile.forget_profile(site.name)
                 if vault is not None and stored:
                     for n in stored:
                         vault.delete(n)
@@ -270,14 +275,26 @@ class SitesScreen(Screen[None]):
             site, conn = await self.app.connect_site(name)  # type: ignore[attr-defined]
         except FerryError:
             return  # connect_site has shown the error
+        problem: str | None = None
         try:
             info = ssh.negotiated(conn)
+            try:
+                await server_profile.redetect(conn, site)
+            except FerryError as exc:
+                problem = exc.message
         finally:
             conn.close()
         lines: list[str | Text] = [Text.assemble(("Connected to ", ""), plain(site.address))]
         width = max((len(k) for k in info), default=0)
         for key, value in info.items():
             lines.append(Text.assemble((f"{key:<{width}}  ", "bold"), plain(value)))
+        lines.append(Text(""))
+        if problem is not None:
+            lines.append(plain(f"server profile not detected: {problem}"))
+        for line in server_profile.report_lines(site):
+            label, sep, rest = line.partition(": ")
+            lines.append(Text.assemble((label + sep, "bold"), plain(rest)) if sep
+                         else plain(line))
         self.reload(select=name)
         await ask(self.app, MessageDialog(f"Test of {name}: OK", lines))
 
