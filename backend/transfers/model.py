@@ -59,6 +59,9 @@ class JobSpec:
     on_conflict: ConflictPolicy = "resume"
     verify: VerifyMode = "sha256"
     parallel: int | None = None
+    # who asked for the job, "<kind>:<detail>" (e.g. "case-send:<study id>"): the finisher of
+    # that kind runs when the job ends, in any process (backend/transfers/finishers.py)
+    tag: str | None = None
 
     def validate(self) -> JobSpec:
         if self.direction not in DIRECTIONS:
@@ -77,6 +80,8 @@ class JobSpec:
             raise UsageError(f"--verify must be one of {', '.join(VERIFY_MODES)}")
         if self.parallel is not None and not 1 <= self.parallel <= 256:
             raise UsageError("--parallel must be 1-256")
+        if self.tag is not None and (not isinstance(self.tag, str) or ":" not in self.tag):
+            raise UsageError(f"a job tag is '<kind>:<detail>', not {self.tag!r}")
         return self
 
     @property
@@ -87,7 +92,10 @@ class JobSpec:
         return display_name(f"{first}{more} {arrow} {self.site}")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["tag"] is None:  # untagged specs keep the JSON older journals hold (adopt())
+            del data["tag"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
