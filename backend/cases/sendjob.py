@@ -81,6 +81,7 @@ async def remove_dirs(sftp: asyncssh.SFTPClient, dirs: list[str]) -> list[str]:
     left = []
     for path in sorted(set(dirs), key=lambda d: (d.count("/"), d), reverse=True):
         try:
+            await sftp.lstat(path)  # (a read-only server refuses rmdir even of nothing)
             await sftp.rmdir(path)
         except asyncssh.SFTPNoSuchFile:
             continue
