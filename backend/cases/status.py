@@ -104,6 +104,8 @@ async def case_list(
                    if e.kind == "dir"}
     else:
         for e in await _names(sftp, folders.outbox, out.problems):
+            if site.temp_suffix and e.name.endswith(site.temp_suffix):
+                continue  # an upload under way (or interrupted): its case is "sending"
             pending.add(e.name[:-4] if e.name.endswith(".zip") else e.name)
     for case_id in sorted(set(records) | results | pending):
         record = records.get(case_id) or CaseRecord(site=site.name, case_id=case_id, state="")
