@@ -20,7 +20,7 @@ from typing import Any
 _EXPORTS = {
     "archiving": ["ArchiveMove", "ArchivePlan", "ArchiveResult", "archive", "parse_age",
                 "plan_archive"],
-    "send": ["SentStudy", "send_study"],
+    "send": ["SentStudy", "direct_mode_warning", "send_study"],
     "status": ["CaseList", "CaseStatus", "case_list", "list_cases"],
     "store": ["STATES", "CaseRecord", "CaseStore"],
     "watch": ["CaseEvent", "WatchReport", "read_report", "watch_loop", "watch_once"],

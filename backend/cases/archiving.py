@@ -59,6 +59,7 @@ class ArchiveResult:
     plan: ArchivePlan
     moved: list[ArchiveMove] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    errors: list[FerryError] = field(default_factory=list)  # one per failed move, in order
 
 
 async def plan_archive(
@@ -146,6 +147,7 @@ async def archive(
                 raise ConfigError(f"{move.case_id}: the server did not complete the rename")
         except FerryError as exc:
             result.failed.append(f"{move.case_id}: {exc.message}")
+            result.errors.append(exc)
             continue
         result.moved.append(move)
         store.upsert(

@@ -2,9 +2,11 @@
 
 :func:`list_cases` does a handful of listings (the site root, and input+output or
 inbox+outbox; never a walk) and merges them with the store's rows, so a case appears once with
-its state: ``sent`` (uploaded, still waiting in the outbox), ``processing`` (uploaded, no
-results yet), ``results ready`` (results on the server, not downloaded), ``downloaded``
-(verified local copy; ``report_path`` names its text report) or ``archived``.
+its state: ``sending`` (its upload is under way or was interrupted: ``ferry queue resume`` or
+``ferry case send --study-id`` again), ``send failed``, ``sent`` (uploaded, still waiting in
+the outbox), ``processing`` (uploaded, no results yet), ``results ready`` (results on the
+server, not downloaded), ``downloaded`` (verified local copy; ``report_path`` names its text
+report) or ``archived``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from backend.cases.store import (
     DOWNLOADED,
     PROCESSING,
     READY,
+    SEND_FAILED,
+    SENDING,
     SENT,
     CaseRecord,
     CaseStore,
@@ -50,6 +54,8 @@ class CaseStatus:
     local_path: str | None = None
     report_path: str | None = None
     archive_path: str | None = None
+    verified_by: str | None = None  # how the upload was checked (VERIFIED_BY key)
+    note: str | None = None  # a failed send: why, and what it left on the server
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,10 +104,14 @@ async def case_list(
                    if e.kind == "dir"}
     else:
         for e in await _names(sftp, folders.outbox, out.problems):
+            if site.temp_suffix and e.name.endswith(site.temp_suffix):
+                continue  # an upload under way (or interrupted): its case is "sending"
             pending.add(e.name[:-4] if e.name.endswith(".zip") else e.name)
     for case_id in sorted(set(records) | results | pending):
         record = records.get(case_id) or CaseRecord(site=site.name, case_id=case_id, state="")
-        if record.state in (DOWNLOADED, ARCHIVED):
+        if record.state in (DOWNLOADED, ARCHIVED, SENDING) or (
+            record.state == SEND_FAILED and case_id not in results
+        ):
             state = record.state
         elif case_id in results:
             state = READY

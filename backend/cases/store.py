@@ -7,6 +7,11 @@ report found among the results, and the result folder's last signature. A second
 what the watcher saw at its previous poll, so the "stable across two consecutive polls" rule
 also holds across restarts and for ``ferry case watch --once`` run from cron. WAL mode and a
 busy timeout let the TUI and a headless watcher share the file.
+
+A send is journaled (backend/cases/sendjob.py): its row exists as ``sending`` before the upload
+starts, with the transfer job's id and the remote folders the send created (so a cancelled or
+failed send can remove them), and becomes ``sent`` with ``verified_by`` (the method,
+backend/transfers/model.py VERIFIED_BY) or ``send failed`` with a ``note`` saying what was left.
 """
 
 from __future__ import annotations
@@ -23,14 +28,16 @@ from typing import Any
 from backend.errors import ConfigError
 from backend.fsutil import ensure_private_dir
 
-SENT, PROCESSING, READY, DOWNLOADED, ARCHIVED = (
+SENDING, SEND_FAILED, SENT, PROCESSING, READY, DOWNLOADED, ARCHIVED = (
+    "sending",
+    "send failed",
     "sent",
     "processing",
     "results ready",
     "downloaded",
     "archived",
 )
-STATES: tuple[str, ...] = (SENT, PROCESSING, READY, DOWNLOADED, ARCHIVED)
+STATES: tuple[str, ...] = (SENDING, SEND_FAILED, SENT, PROCESSING, READY, DOWNLOADED, ARCHIVED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cases (
@@ -52,6 +59,10 @@ CREATE TABLE IF NOT EXISTS cases (
     report_path   TEXT,
     result_files  TEXT,
     updated_at    TEXT NOT NULL,
+    verified_by   TEXT,
+    job_id        INTEGER,
+    created_dirs  TEXT,
+    note          TEXT,
     PRIMARY KEY (site, case_id)
 );
 CREATE TABLE IF NOT EXISTS observations (
@@ -94,9 +105,16 @@ class CaseRecord:
     report_path: str | None = None
     result_files: str | None = None  # JSON list of {"path", "size", "sha256"}
     updated_at: str = ""
+    verified_by: str | None = None  # how the upload was checked: a VERIFIED_BY key
+    job_id: int | None = None  # the transfer job of the send
+    created_dirs: str | None = None  # JSON list of remote folders the send created
+    note: str | None = None  # why a send failed and what it left on the server
 
     def files(self) -> list[dict[str, Any]]:
         return json.loads(self.result_files) if self.result_files else []
+
+    def dirs(self) -> list[str]:
+        return json.loads(self.created_dirs) if self.created_dirs else []
 
 
 _COLUMNS = [f.name for f in fields(CaseRecord)]
@@ -111,6 +129,11 @@ class CaseStore:
         try:
             with self._db() as db:
                 db.executescript(_SCHEMA)
+                have = {row[1] for row in db.execute("PRAGMA table_info(cases)")}
+                for name in ("verified_by", "job_id", "created_dirs", "note"):
+                    if name not in have:  # a store written before journaled sends
+                        kind = "INTEGER" if name == "job_id" else "TEXT"
+                        db.execute(f"ALTER TABLE cases ADD COLUMN {name} {kind}")
         except sqlite3.DatabaseError as exc:
             raise ConfigError(
                 f"the case store {self.path} is unreadable ({exc}); move it aside to start afresh"
@@ -172,6 +195,11 @@ class CaseStore:
         record = self.get(site, case_id)
         assert record is not None
         return record
+
+    def delete(self, site: str, case_id: str) -> None:
+        """Forget a case (a send abandoned before anything was uploaded)."""
+        with self._db() as db:
+            db.execute("DELETE FROM cases WHERE site=? AND case_id=?", (site, case_id))
 
     def previous_signature(self, site: str, case_id: str) -> str | None:
         with self._db() as db:

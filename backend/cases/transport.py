@@ -2,9 +2,9 @@
 
 Uploads and result downloads go through :class:`backend.transfers.TransferEngine` (temp name
 then rename, SHA-256 verification, resume, journal, audit) — never a second copier. This
-module only turns "this zip to that folder" / "that result folder here" into a
-:class:`~backend.transfers.model.JobSpec`, waits for it, and turns a failed job into a typed
-error naming what to do.
+module only turns "this zip to that file" / "that result folder here" into a
+:class:`~backend.transfers.model.JobSpec`, waits for downloads, and turns a failed job into a
+typed error naming what to do (a study upload is followed by backend/cases/send.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from backend.errors import FerryError, TransferError
+from backend.errors import TransferError
 from backend.names import display_name
 from backend.transfers.model import JobSpec
 
@@ -35,31 +35,28 @@ async def engine_for(connector: Any) -> AsyncIterator[Engine]:
         await engine.stop()
 
 
+def failure_reason(engine: Engine, job_id: int) -> str:
+    """Why a job did not finish, in one display-safe line."""
+    status = engine.job(job_id)
+    errors = [f.error for f in engine.files(job_id) if f.state == "failed" and f.error]
+    why = errors[0] if errors else status.error or (
+        f"{status.files_failed} file(s) failed" if status.files_failed else f"job {status.state}")
+    return display_name(why)
+
+
 async def _run(engine: Engine, spec: JobSpec, hint: str = "run the command again to resume") -> Any:
     job_id = await engine.adopt(spec.validate())
     status = await engine.wait(job_id)
     if status.state != "done" or status.files_failed:
-        errors = [f.error for f in engine.files(job_id) if f.state == "failed" and f.error]
-        why = errors[0] if errors else status.error or f"{status.files_failed} file(s) failed"
-        if spec.direction == "put":  # a failed study upload is not resumed: drop its temp file
-            with contextlib.suppress(FerryError):
-                await engine.cancel(job_id)
-        raise TransferError(
-            f"{spec.label}: {display_name(why)}", hint=hint
-        )
+        raise TransferError(f"{spec.label}: {failure_reason(engine, job_id)}", hint=hint)
     return job_id
 
 
-async def upload_file(engine: Engine, site: str, local: Path, folder: str, name: str) -> str:
-    """Upload ``local`` as ``folder/name`` (appears under that name only when verified)."""
-    final = posixpath.join(folder, name)
-    await _run(
-        engine,
-        JobSpec(direction="put", site=site, sources=[str(local)], destination=final,
-                on_conflict="skip", verify="sha256"),
-        hint="nothing was left under the final name; send the study again",
-    )
-    return final
+def upload_spec(site: str, local: Path, final: str, tag: str) -> JobSpec:
+    """The job uploading a study's zip to ``final`` (under that name only when verified);
+    ``tag`` lets whichever process finishes it complete the case (backend/cases/sendjob.py)."""
+    return JobSpec(direction="put", site=site, sources=[str(local)], destination=final,
+                   on_conflict="skip", verify="sha256", tag=tag).validate()
 
 
 async def download_folder(

@@ -18,7 +18,9 @@ continues from its verified offset. The journal is checkpointed about once a sec
 ``kill -9`` the next engine resumes where the last checkpoint left off. State changes made by
 another process (``ferry queue pause 3``) are noticed within :data:`POLL` seconds.
 Progress events are coalesced to at most 10 per second per job; the per-block hot path only
-adds to counters. Every finished file is written to the audit log.
+adds to counters. Every finished file is written to the audit log. A job whose spec carries a
+``tag`` is completed by its kind's finisher when it ends, in whichever process ends it
+(:mod:`backend.transfers.finishers`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 import asyncssh
@@ -50,6 +52,7 @@ from backend.errors import (
 from backend.names import display_name
 from backend.remote import translate_sftp_error
 from backend.sites.model import Site
+from backend.transfers import finishers
 from backend.transfers.copier import (
     DOWNLOAD_LANES,
     SPLIT_DOWNLOAD_AT,
@@ -245,6 +248,7 @@ class TransferEngine:
         self._errors: dict[int, FerryError] = {}
         self._audit_rows: list[tuple[str, dict[str, object]]] = []
         self._audit_writer: asyncio.Task[None] | None = None
+        self._notes: dict[int, list[str]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -327,6 +331,7 @@ class TransferEngine:
                     await live.task
         else:
             await self._cleanup_temps(job_id)
+            await self._run_finisher(job_id, self.journal.job(job_id).spec, "cancelled", None)
         self._finish_event(job_id)
         self._emit(TransferEvent("job", job_id, "cancelled"))
 
@@ -389,6 +394,34 @@ class TransferEngine:
             rows = [live.running.get(r.id, r) for r in rows]
         return [r.status() for r in rows]
 
+    def notes(self, job_id: int) -> list[str]:
+        """What the finisher of a tagged job said when it ended here (one line each)."""
+        return list(self._notes.get(job_id, []))
+
+    @contextlib.asynccontextmanager
+    async def borrow_sftp(self, site: str) -> AsyncIterator[asyncssh.SFTPClient]:
+        """An SFTP session of ``site``'s pool for a short operation (a finisher's), opening a
+        connection just for it when this engine has none (e.g. ``ferry queue cancel``)."""
+        existing = self._pools.get(site)
+        opened = existing is None or existing.closed
+        pool = self._pool(site)
+        try:
+            lane = await pool.lane()
+            try:
+                yield lane.sftp
+            finally:
+                pool.release(lane)
+        finally:
+            if opened and not self._started:
+                await pool.close()
+                self._pools.pop(site, None)
+                self._hashers.pop(site, None)
+
+    async def discard_partial(self, job_id: int) -> None:
+        """Remove a finished job's partial temp files now (as a cancel does): for a failed job
+        nobody will retry. Temps that could not be removed stay named on their rows."""
+        await self._cleanup_temps(job_id)
+
     def job_error(self, job_id: int) -> FerryError | None:
         """The error that failed a whole job here (auth, host key, config...), if any."""
         return self._errors.get(job_id)
@@ -402,6 +435,28 @@ class TransferEngine:
             event = self._finished.setdefault(job_id, asyncio.Event())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), POLL)
+
+    async def _run_finisher(self, job_id: int, spec: JobSpec, state: str,
+                            error: str | None) -> None:
+        """A tagged job ended: its kind's finisher (backend/transfers/finishers.py) completes
+        whatever asked for it; a finisher's failure is logged, never the job's."""
+        if not spec.tag:
+            return
+        try:
+            finisher = finishers.finisher_for(spec.tag)
+            if finisher is None:
+                log.warning("job %s: no finisher for tag %s", job_id, display_name(spec.tag))
+                return
+            note = await finisher(finishers.Finished(self, job_id, spec, state, error))
+        except FerryError as exc:
+            log.warning("job %s: finishing %s failed: %s", job_id, display_name(spec.tag), exc)
+            note = f"job {job_id}: {exc.message}"
+        except Exception:
+            log.exception("job %s: finisher for %s crashed", job_id, display_name(spec.tag))
+            return
+        if note:
+            log.info("job %s: %s", job_id, note)
+            self._notes.setdefault(job_id, []).append(note)
 
     # -- internals: events ----------------------------------------------------------------
     def _emit(self, event: TransferEvent) -> None:
@@ -664,6 +719,8 @@ class TransferEngine:
             self.journal.release(job.id, self.me)
         except FerryError as exc:
             log.warning("could not record job %s as %s: %s", job.id, final_state, exc)
+        if final_state in FINISHED_STATES:  # before wait() returns: callers see its effects
+            await self._run_finisher(job.id, job.spec, final_state, live.error)
         self._live.pop(job.id, None)
         self._job_event(live)
         if final_state in FINISHED_STATES:

@@ -64,6 +64,9 @@ class JobSpec:
     max_entries: int = DEFAULT_MAX_ENTRIES
     max_depth: int = DEFAULT_MAX_DEPTH
     max_bytes: int | None = DEFAULT_MAX_BYTES
+    # who asked for the job, "<kind>:<detail>" (e.g. "case-send:<study id>"): the finisher of
+    # that kind runs when the job ends, in any process (backend/transfers/finishers.py)
+    tag: str | None = None
 
     @property
     def limits(self) -> TreeLimits:
@@ -87,6 +90,8 @@ class JobSpec:
         if self.parallel is not None and not 1 <= self.parallel <= 256:
             raise UsageError("--parallel must be 1-256")
         self.limits.validate()
+        if self.tag is not None and (not isinstance(self.tag, str) or ":" not in self.tag):
+            raise UsageError(f"a job tag is '<kind>:<detail>', not {self.tag!r}")
         return self
 
     @property
@@ -103,6 +108,8 @@ class JobSpec:
         for key, default in _DEFAULT_CAPS.items():
             if data[key] == default:
                 del data[key]
+        if data["tag"] is None:  # untagged specs keep the JSON older journals hold (adopt())
+            del data["tag"]
         return data
 
     @classmethod

@@ -1,8 +1,9 @@
 """``ferry case ...``: send a study, watch for results, archive old cases, list cases.
 
 Thin wrappers over :mod:`backend.cases` (the TUI's case view calls the same functions):
-``list``, ``send``, ``watch`` (headless: tmux, systemd, or cron with ``--once``) and
-``archive`` (``--dry-run`` prints exactly the moves it would make).
+``list``, ``show``, ``send`` (re-run with the same ``--study-id`` to resume an interrupted
+send), ``watch`` (headless: tmux, systemd, or cron with ``--once``) and ``archive``
+(``--dry-run`` prints exactly the moves it would make).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 
 from backend import cases
 from backend.cases import transport
-from backend.errors import ConfigError, FerryError, UsageError
+from backend.errors import ConfigError, FerryError, PermissionDeniedError, UsageError
 from backend.names import display_name
+from backend.transfers.model import SHA256_OF_SERVER_COPY, verified_label
 from tui.cli.connect import connect_site, sftp_for
 from tui.cli.output import info, print_json
 
@@ -36,12 +38,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_list)
 
+    show = csub.add_parser("show", help="one case in detail", description=(
+        "Show one case of SITE: state, remote path, when it was sent, the zip's SHA-256 and "
+        "how the server's copy was verified, results and archive paths."))
+    show.add_argument("site")
+    show.add_argument("case_id", metavar="CASE")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(func=cmd_show)
+
     send = csub.add_parser("send", help="send a study (folder or .zip)", description=(
         "Pack LOCAL_PATH (a study folder; a .zip is sent as it is) into <study-id>.zip and "
-        "upload it where SITE's provider looks. Prints the study id."))
+        "upload it where SITE's provider looks. Prints the study id. Run it again with the "
+        "same --study-id to resume an interrupted send."))
     send.add_argument("site")
     send.add_argument("local_path", metavar="LOCAL_PATH")
-    send.add_argument("--study-id", metavar="ID", help="use this id instead of a fresh UUID")
+    send.add_argument("--study-id", metavar="ID",
+                      help="use this id instead of a fresh UUID (again: resume its send)")
+    send.add_argument("--allow-partial-reads", action="store_true", help=(
+        "send to a site with upload_mode = direct, where the provider may read a partial "
+        "study while it uploads"))
     send.set_defaults(func=cmd_send)
 
     watch = csub.add_parser("watch", help="download results as they become ready", description=(
@@ -92,6 +107,40 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    async def run() -> cases.CaseList:
+        async with sftp_for(args.site) as (site, _conn, sftp):
+            return await cases.case_list(site, sftp)
+
+    found = [c for c in asyncio.run(run()).cases if c.case_id == args.case_id]
+    if not found:
+        raise ConfigError(f"no case {display_name(args.case_id)!r} on {args.site}",
+                          hint=f"ferry case list {args.site}")
+    case = found[0]
+    if args.json:
+        print_json(case.to_json())
+        return 0
+    rows = [("case", case.case_id), ("state", case.state), ("remote path", case.remote_path),
+            ("sent", case.sent_at), ("size", case.size), ("sha256", _digest(case)),
+            ("verified", verified_label(case.verified_by) if case.sent_at else None),
+            ("source", case.source), ("note", case.note), ("results", case.result_path),
+            ("ready", case.ready_at), ("downloaded", case.local_path),
+            ("report", case.report_path), ("archived", case.archive_path)]
+    for label, value in rows:
+        if value not in (None, ""):
+            print(f"{label + ':':<13}{display_name(str(value))}")
+    return 0
+
+
+def _digest(case: cases.CaseStatus) -> str | None:
+    """The zip's SHA-256, said as the server's only when the server's copy was hashed."""
+    if not case.sha256:
+        return None
+    if case.verified_by in SHA256_OF_SERVER_COPY:
+        return case.sha256
+    return f"{case.sha256} (of the local zip; the server's copy was not hashed)"
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     source = Path(args.local_path)
 
@@ -99,13 +148,22 @@ def cmd_send(args: argparse.Namespace) -> int:
         async with transport.engine_for(connect_site) as engine, sftp_for(args.site) as (
             site, _conn, sftp,
         ):
-            return await cases.send_study(site, sftp, engine, source, study_id=args.study_id)
+            if site.upload_mode == "direct" and args.allow_partial_reads:
+                info(f"ferry: warning: {cases.direct_mode_warning(site)}")
+            return await cases.send_study(site, sftp, engine, source, study_id=args.study_id,
+                                          allow_partial_reads=args.allow_partial_reads)
 
     sent = asyncio.run(run())
     for name in sent.skipped:
         info(f"ferry: warning: not packed (symlink or special file): {display_name(name)}")
-    info(f"sent {len(sent.files)} file(s) as {display_name(sent.remote_path)} "
-         f"({sent.size} bytes, sha256 {sent.sha256})")
+    if sent.verified_by in SHA256_OF_SERVER_COPY:
+        digest = f"sha256 {sent.sha256}"
+    else:
+        digest = f"sha256 of the local zip {sent.sha256}"
+    count = f"{len(sent.files)} file(s) " if sent.files else ""
+    info(f"{'resumed and sent' if sent.resumed else 'sent'} {count}as "
+         f"{display_name(sent.remote_path)} ({sent.size} bytes; {digest}; "
+         f"verified: {verified_label(sent.verified_by)})")
     print(sent.study_id)
     return 0
 
@@ -167,6 +225,14 @@ def cmd_archive(args: argparse.Namespace) -> int:
             )
 
     result = asyncio.run(run())
+    if result.failed and not result.moved and all(
+        isinstance(e, PermissionDeniedError) for e in result.errors
+    ):  # e.g. a read-only account: one line, nothing was moved
+        raise PermissionDeniedError(
+            f"{args.site}: the server refused to move cases (permission denied: a read-only "
+            f"account?); nothing was moved",
+            hint="ask the provider for write access to the inbox and archive folders",
+        )
     moves = result.plan.moves if args.dry_run else result.moved
     for move in moves:
         print(f"{display_name(move.source)} -> {display_name(move.destination)}")
@@ -177,7 +243,9 @@ def cmd_archive(args: argparse.Namespace) -> int:
     else:
         info(f"archived {len(moves)} case(s)")
     if result.failed:
-        raise FerryError(f"{len(result.failed)} case(s) could not be archived (see above)")
+        err = FerryError(f"{len(result.failed)} case(s) could not be archived (see above)")
+        err.exit_code = result.errors[0].exit_code if result.errors else FerryError.exit_code
+        raise err
     if result.plan.refused and any("already exists" in r for r in result.plan.refused):
         raise ConfigError("some cases were not archived: their destination already exists")
     return 0

@@ -201,7 +201,16 @@ async def _drive_async(submit: Callable[[TransferEngine], object], as_json: bool
         reporter.close()
         unsubscribe()
         await engine.stop()
+    _print_notes(engine, [s.id for s in statuses])
     return _summarise(engine, statuses)
+
+
+def _print_notes(engine: TransferEngine, job_ids: list[int]) -> None:
+    """What finished tagged jobs completed (e.g. a case recorded as sent; what a cancelled
+    study send could not remove from the server): backend/transfers/finishers.py."""
+    for job_id in job_ids:
+        for note in engine.notes(job_id):
+            print(f"job {job_id}: {display_name(note)}", file=sys.stderr)
 
 
 def _summarise(engine: TransferEngine, statuses: list[JobStatus]) -> int:
@@ -330,12 +339,14 @@ def cmd_queue_control(args: argparse.Namespace) -> int:
         print(f"job {args.job} paused")
         return 0
 
-    async def cancel() -> None:
+    async def cancel() -> TransferEngine:
         engine = make_engine()
         await engine.cancel(args.job)
+        return engine
 
-    asyncio.run(cancel())
+    engine = asyncio.run(cancel())
     print(f"job {args.job} cancelled")
+    _print_notes(engine, [args.job])
     return 0
 
 

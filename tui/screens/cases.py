@@ -36,6 +36,7 @@ from backend.cases.watch import CaseEvent
 from backend.errors import FerryError
 from backend.names import display_name
 from backend.sshtuning import start_sftp
+from backend.transfers.model import verified_label
 from tui.dialogs import ConfirmDialog, TextInputDialog, ask
 from tui.dialogs.text import plain
 from tui.screens import status_bar
@@ -367,7 +368,8 @@ class CasesScreen(Screen[None]):
             self.notify(exc.message, title="Send study", severity="error", timeout=12)
             return
         note = f" ({len(sent.skipped)} link(s)/special file(s) left out)" if sent.skipped else ""
-        self.notify(f"study {sent.study_id} sent: {sent.remote_path}{note}", title="Cases",
+        self.notify(f"study {sent.study_id} sent: {sent.remote_path} "
+                    f"(verified: {verified_label(sent.verified_by)}){note}", title="Cases",
                     timeout=8)
         await self._load()
 
