@@ -57,7 +57,7 @@ class JobSpec:
     destination: str
     recursive: bool = False
     on_conflict: ConflictPolicy = "resume"
-    verify: VerifyMode = "sha256"
+    verify: VerifyMode = "auto"
     parallel: int | None = None
 
     def validate(self) -> JobSpec:
@@ -137,7 +137,7 @@ class FileStatus:
     offset: int  # verified contiguous offset (resume point)
     error: str | None = None
     sha256: str | None = None
-    verify: str | None = None  # method actually used: sha256, size+tail, none
+    verify: str | None = None  # method actually used (VERIFIED_BY's keys)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,7 +162,8 @@ class TransferEvent:
     files_failed: int = 0
     destination: str | None = None  # file events: where it went (final name)
     sha256: str | None = None  # file events of finished files
-    verify: str | None = None  # method used: sha256, size+tail, aes-gcm, none
+    verify: str | None = None  # method used (VERIFIED_BY's keys)
+    note: str | None = None  # file events of done files: e.g. why it restarted from zero
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
