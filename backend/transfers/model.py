@@ -42,6 +42,18 @@ def verified_label(method: str | None) -> str:
     if method == "sha256":
         method = "sha256-server"
     return VERIFIED_BY.get(method or "none", method or "not verified")
+
+
+def verified_counts(methods: list[str | None]) -> list[tuple[str, int]]:
+    """(method, files) for a job's done files, strongest method first (VERIFIED_BY's order;
+    journal rows of before 0.2 saying "sha256" count as "sha256-server")."""
+    counts: dict[str, int] = {}
+    for method in methods:
+        key = "sha256-server" if method == "sha256" else (method or "none")
+        counts[key] = counts.get(key, 0) + 1
+    order = list(VERIFIED_BY)
+    ranked = sorted(counts, key=lambda m: order.index(m) if m in order else len(order))
+    return [(m, counts[m]) for m in ranked]
 FINISHED_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 UNFINISHED_STATES: frozenset[str] = frozenset({"queued", "running", "paused"})
 

@@ -30,8 +30,8 @@ from backend.transfers.model import (
     CONFLICT_POLICIES,
     FINISHED_STATES,
     SHA256_OF_SERVER_COPY,
-    VERIFIED_BY,
     VERIFY_MODES,
+    verified_counts,
     verified_label,
 )
 from tui.cli.connect import connect_site
@@ -193,13 +193,7 @@ async def _drive_async(submit: Callable[[TransferEngine], object], as_json: bool
 def verified_summary(methods: list[str | None]) -> str:
     """``2 sha256 by read-back, 1 size only``: how a job's done files were checked,
     strongest first."""
-    counts: dict[str, int] = {}
-    for method in methods:
-        key = "sha256-server" if method == "sha256" else (method or "none")
-        counts[key] = counts.get(key, 0) + 1
-    order = list(VERIFIED_BY)
-    ranked = sorted(counts, key=lambda m: order.index(m) if m in order else len(order))
-    return ", ".join(f"{counts[m]} {verified_label(m)}" for m in ranked)
+    return ", ".join(f"{n} {verified_label(m)}" for m, n in verified_counts(methods))
 
 
 def _summarise(engine: TransferEngine, statuses: list[JobStatus], as_json: bool = False) -> int:
