@@ -7,8 +7,11 @@ is of the bytes the server returns, so it proves the server's copy, not the loca
 (method ``sha256-readback``, see docs/transfers.md). Like the download path in
 :mod:`backend.transfers.copier`, :func:`remote_sha256` keeps :data:`READ_REQUESTS` reads of
 the server's block size in flight on one SFTP channel (more when the server's block is small,
-so about :data:`IN_FLIGHT` bytes are on the way: ProFTPD and plain SFTPv3 servers get 16 KiB
-blocks), and hashes the answers in order, on a helper thread for big files.
+so about :data:`IN_FLIGHT` bytes are on the way), and hashes the answers in order, on a helper
+thread for big files. A server that does not say its limits (no ``limits@openssh.com``:
+ProFTPD, plain SFTPv3) is taken by asyncssh to allow 16 KiB reads; the first read then asks
+for :data:`PROBE_BLOCK` and the rest use what it answered (ProFTPD serves 256 KiB reads:
+256 MiB read back in 0.6 s instead of 2.4 s on loopback), or 16 KiB if it refused.
 
 A resumed upload reads back the prefix already on the server the same way and compares it
 with the local prefix before appending (a server that can hash does that over exec instead);
@@ -35,6 +38,7 @@ IN_FLIGHT = 16 * 1024 * 1024  # ... or enough of them to have this many bytes on
 MAX_REQUESTS = 512
 AHEAD = 64 * 1024 * 1024  # answered bytes waiting for an earlier one before readers wait
 THREADED_AT = 8 * 1024 * 1024  # ranges this big are hashed on a helper thread
+PROBE_BLOCK = 256 * 1024  # the first read's size where the server's block is smaller
 
 # the server says no to reading the file back (a write-only drop box): not a lost connection
 REFUSED = (asyncssh.SFTPPermissionDenied, asyncssh.SFTPOpUnsupported)
@@ -89,6 +93,17 @@ class _InOrder:
             self._io.shutdown(wait=True, cancel_futures=True)
 
 
+async def _probe(fh: asyncssh.SFTPClientFile, offset: int, size: int) -> bytes:
+    """One read of ``size`` bytes: what the server answers (maybe fewer), or b"" when it
+    refuses a read that big."""
+    try:
+        return bytes(await fh.read(size, offset))
+    except (asyncssh.SFTPConnectionLost, *REFUSED):
+        raise
+    except asyncssh.SFTPError:
+        return b""
+
+
 def _update_all(digest: Any, chunks: list[bytes]) -> None:
     for chunk in chunks:
         digest.update(chunk)
@@ -107,6 +122,12 @@ async def remote_sha256(sftp: asyncssh.SFTPClient, path: str, block: int, *, sta
     next_off = start
     try:
         async with sftp.open(path, "rb", block_size=0) as fh:
+            if block < PROBE_BLOCK < end - start:
+                first = await _probe(fh, start, PROBE_BLOCK)
+                if first:
+                    block = max(block, len(first))
+                    order.put(start, first)
+                    next_off = start + len(first)
 
             async def reader() -> None:
                 nonlocal next_off
