@@ -63,7 +63,7 @@ class RelaySpec:
     destination: str
     recursive: bool = False
     on_conflict: ConflictPolicy = "resume"
-    verify: VerifyMode = "sha256"
+    verify: VerifyMode = "auto"
 
     def validate(self) -> RelaySpec:
         if not self.source_site or not self.dest_site:

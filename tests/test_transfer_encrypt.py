@@ -37,7 +37,7 @@ async def test_encrypted_upload_then_decrypting_download(ferry_home, sftp_server
     stored = sftp_server.root / "vault" / "scan.dcm.ferry"
     assert stored.exists() and not (sftp_server.root / "vault" / "scan.dcm").exists()
     assert src.read_bytes()[:4096] not in stored.read_bytes()  # ciphertext only on the server
-    assert files[0].verify == "sha256" and files[0].sha256 == sha256_of(stored)
+    assert files[0].verify == "sha256-server" and files[0].sha256 == sha256_of(stored)
     plain = tmp_path / "check.dcm"
     decrypt_file(stored, plain, key=KEY)
     assert sha256_of(plain) == want
@@ -91,6 +91,6 @@ async def test_interrupted_decrypting_download_resumes_at_a_segment(ferry_home, 
         assert proxy.transferred < 13 * MiB, (proxy.transferred, status, files)  # not from 0
     assert status.state == "done", files
     assert sha256_of(out / "study.zip") == want
-    assert files[0].verify == "sha256"
+    assert files[0].verify == "sha256-server"
     assert files[0].sha256 == sha256_of(remote / "study.zip.ferry")
     assert not [p for p in out.iterdir() if p.name != "study.zip"]  # no temp left behind

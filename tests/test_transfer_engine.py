@@ -35,7 +35,7 @@ async def test_download_and_upload_round_trip_verified_and_audited(ferry_home, s
     rows = AuditLog().query(event="transfer.file")
     assert len(rows) == 6
     big = [r for r in rows if r.fields["source"].endswith("big.bin")]
-    assert big[0].fields["sha256"] == want and big[0].fields["verify"] == "sha256"
+    assert big[0].fields["sha256"] == want and big[0].fields["verify"] == "sha256-server"
 
 
 async def test_big_files_split_over_several_lanes_arrive_intact_both_ways(
@@ -76,7 +76,7 @@ async def test_big_files_split_over_several_lanes_arrive_intact_both_ways(
     assert len(opened_on["big.bin"]) == copier.DOWNLOAD_LANES  # really split
     assert len(opened_on["up.bin.ferrypart"]) == copier.UPLOAD_LANES
     rows = AuditLog().query(event="transfer.file")
-    assert [r.fields["verify"] for r in rows] == ["sha256", "sha256"]
+    assert [r.fields["verify"] for r in rows] == ["sha256-server", "sha256-server"]
 
 
 async def test_big_transfers_start_on_the_first_lane_while_the_others_open(

@@ -57,7 +57,7 @@ async def test_download_cut_mid_file_reconnects_and_completes(ferry_home, sftp_s
         assert proxy.cuts == 1 and proxy.connections >= 2
     assert status.state == "done", files
     assert sha256_of(tmp_path / "study.zip") == want
-    assert files[0].verify == "sha256" and files[0].sha256 == want
+    assert files[0].verify == "sha256-server" and files[0].sha256 == want
 
 
 async def test_upload_to_openssh_cut_mid_file_completes(ferry_home, sshd, tmp_path):
@@ -75,7 +75,7 @@ async def test_upload_to_openssh_cut_mid_file_completes(ferry_home, sshd, tmp_pa
     assert status.state == "done", files
     assert sha256_of(dest / "scan.dcm") == want
     assert not (dest / "scan.dcm.ferrypart").exists()
-    assert files[0].verify == "sha256"
+    assert files[0].verify == "sha256-server"
 
 
 class FlakyRead(asyncssh.SFTPServer):

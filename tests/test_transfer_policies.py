@@ -122,7 +122,7 @@ async def test_direct_upload_mode_writes_the_final_name(ferry_home, sftp_server,
     want = write_random(src, 70_000, seed=8)
     status, files = await run(sftp_server, JobSpec("put", "lab", [str(src)], "/d.bin"),
                               {"upload_mode": "direct"})
-    assert status.state == "done" and files[0].verify == "sha256"
+    assert status.state == "done" and files[0].verify == "sha256-server"
     assert sha256_of(sftp_server.root / "d.bin") == want
 
 

@@ -194,7 +194,7 @@ async def test_round_trip_with_openssh_sshd(ferry_home, sshd, tmp_path):
         await engine.stop()
     assert tree(back / "study") == tree(src)
     assert sha256_of(back / "study" / "big.zip") == want
-    assert {f.verify for f in files} == {"sha256"}
+    assert {f.verify for f in files} == {"sha256-server"}
 
 
 async def test_cancel_of_a_paused_upload_from_a_fresh_process_removes_the_server_temp(

@@ -58,7 +58,7 @@ async def test_big_upload_is_verified_by_the_digest_the_server_computed_while_re
     status, files = await run_job(lambda: sshd.site("real"),
                                   JobSpec("put", "real", [str(src)], str(dest) + "/"))
     assert status.state == "done", files
-    assert files[0].verify == "sha256" and files[0].sha256 == want
+    assert files[0].verify == "sha256-server" and files[0].sha256 == want
     assert sha256_of(dest / "study.zip") == want
     assert "hashed by the server while uploading" in transfer_log.text
     assert not list(dest.glob("*.ferrypart"))
@@ -75,7 +75,7 @@ async def test_upload_cut_mid_file_resumes_and_the_stream_covers_the_kept_prefix
                                       JobSpec("put", "real", [str(src)], str(dest) + "/"))
         assert proxy.cuts == 1
     assert status.state == "done", files
-    assert files[0].verify == "sha256" and files[0].sha256 == want
+    assert files[0].verify == "sha256-server" and files[0].sha256 == want
     assert sha256_of(dest / "study.zip") == want
     assert "hashed by the server while uploading" in transfer_log.text
 

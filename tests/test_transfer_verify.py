@@ -98,7 +98,7 @@ async def test_many_small_files_both_ways_through_openssh_are_sha256_verified(
     assert tree(tmp_path / "back" / "study") == tree(src)
     rows = AuditLog().query(event="transfer.file")
     assert len(rows) == 2 * 61
-    assert {r.fields["verify"] for r in rows} == {"sha256"}
+    assert {r.fields["verify"] for r in rows} == {"sha256-server"}
     for r in rows:
         name = Path(r.fields["source"]).name
         assert r.fields["sha256"] == hashlib.sha256((src / name).read_bytes()).hexdigest()

@@ -38,13 +38,14 @@ from backend.crypto.container import Decryptor, resume_point_for_plaintext
 from backend.errors import FerryError, IntegrityError, TransferError, UsageError
 from backend.fsutil import open_exclusive, safe_local_mode
 from backend.names import display_name
-from backend.remote import sftp_errors
+from backend.remote import sftp_errors, translate_sftp_error
 from backend.sites.model import Site
 from backend.sites.profile import upload_lanes
 from backend.sshtuning import round_trip
 from backend.transfers.crypt import Cipher
 from backend.transfers.journal import FileRow
 from backend.transfers.pool import Lane, SitePool
+from backend.transfers.readback import REFUSED, remote_sha256
 from backend.transfers.sink import OrderedSink
 from backend.transfers.streamhash import StreamingHash, start_streaming
 from backend.transfers.verify import RemoteHasher, tail_matches
@@ -323,7 +324,6 @@ async def _download_into(plan: Plan, lane: Lane,
                          open_task: asyncio.Future[asyncssh.SFTPClientFile], row: FileRow,
                          fd: int, start: int, size: int, final: Path, progress: Progress,
                          decrypting: bool) -> Outcome:
-    site = plan.site
     decryptor: Decryptor | None = None
     plain_hash: Any = None
     keep = 0  # decrypting: plaintext bytes already in the temp file
@@ -337,7 +337,10 @@ async def _download_into(plan: Plan, lane: Lane,
         )
     progress.restart(start)
     remote_digest: asyncio.Task[str | None] | None = None
-    if plan.verify == "sha256" and site.allow_exec:
+    if plan.verify == "sha256" and not decrypting and not plan.hasher.usable():
+        _discard_local_temp(row)  # known not to work here: fail before moving any byte
+        raise TransferError(f"{display_name(row.src)}: {NO_SERVER_HASH_DOWN}")
+    if plan.verify in ("sha256", "auto") and plan.hasher.usable():
         # the server hashes while we download (the file is not changing under us)
         remote_digest = asyncio.ensure_future(plan.hasher.sha256(row.src))
     sink: OrderedSink | None = None
@@ -475,6 +478,10 @@ async def _decrypt_from(plan: Plan, open_task: asyncio.Future[asyncssh.SFTPClien
 async def _verify_download(plan: Plan, lane: Lane, row: FileRow, fd: int, size: int, sha: str,
                            remote_digest: asyncio.Task[str | None] | None,
                            decrypting: bool) -> str:
+    """Check what was received; returns the method (model.VERIFIED_BY). Read-back means
+    nothing here (the bytes were just read): ``sha256`` needs the server's hash (a
+    decrypting download's authenticated segments stand in for it), ``auto`` falls back to
+    size + tail."""
     if plan.verify == "none":
         return "none"
     if remote_digest is not None:
@@ -485,15 +492,26 @@ async def _verify_download(plan: Plan, lane: Lane, row: FileRow, fd: int, size: 
                     f"{display_name(row.src)}: SHA-256 differs from the server's "
                     f"({sha[:12]}… vs {theirs[:12]}…)"
                 )
-            return "sha256"
+            return "sha256-server"
     if decrypting:
         # the container's authenticated segments already proved every byte
         return "aes-gcm"
+    if plan.verify == "sha256":
+        _discard_local_temp(row)
+        raise TransferError(f"{display_name(row.src)}: {NO_SERVER_HASH_DOWN}")
     with sftp_errors(row.src):
         ok = await tail_matches(lane.sftp, row.src, fd, size)
     if not ok:
         raise IntegrityError(f"{display_name(row.src)}: size or tail differs from the server's")
     return "size+tail"
+
+
+def _discard_local_temp(row: FileRow) -> None:
+    """A download that cannot be verified as asked: its temp file is not kept."""
+    if row.temp:
+        with contextlib.suppress(OSError):
+            os.unlink(row.temp)
+    row.temp, row.offset = None, 0
 
 
 def _umask() -> int:
@@ -644,36 +662,30 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
                       progress: Progress, save: Callable[[FileRow], None], lane: Lane,
                       early: asyncio.Future[asyncssh.SFTPClientFile] | None) -> Outcome:
     """Move the bytes on ``lane`` (released here), more lanes joining for a big file;
-    ``early``: the temp file's handle, already being opened by :func:`upload`."""
+    ``early``: the temp file's handle, already being opened by :func:`upload`.
+
+    A resumed upload reopens the temp file without truncating it and checks the part already
+    there against the local prefix (:func:`_reopen_checked`) before appending; a server that
+    refuses the reopen, or a prefix that differs or cannot be checked, restarts the file from
+    zero once, and the outcome's note says so."""
     pool = plan.pool
     nlanes = upload_lanes(plan.site, row.size, split_at=SPLIT_UPLOAD_AT, lanes=UPLOAD_LANES)
     extra: list[Lane] = []  # lanes that joined once data was moving
     stream: StreamingHash | None = None  # the server hashing the temp file as it grows
+    note: str | None = None
     try:
         start = row.offset if row.temp == temp and early is None else 0
+        if start and pool.append_ok is False:
+            start, note = 0, RESTART_NO_APPEND  # learnt earlier this session
         if start:
             with sftp_errors(temp):
                 attrs = await _remote_lstat(lane.sftp, temp)
             if attrs is None or int(attrs.size or 0) < start:
                 start = 0
-        source = (
-            plan.cipher.upload_source(fd, row, start, lane.sftp, temp)
-            if plan.cipher is not None else None
-        )
-        if source is not None:
-            source = await source
-            start = source.start
-            total = source.total
-        else:
-            total = row.size
+        source, start, total, digest = await _begin_at(plan, fd, row, start, lane, temp)
         row.temp, row.offset = temp, start
         save(row)
         progress.restart(start)
-        digest = (
-            (await source.prefix_digest()) if source is not None
-            else (await asyncio.to_thread(_hash_prefix_local, row.src, start) if start
-                  else hashlib.sha256())
-        )
         flags = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | (0 if start else asyncssh.FXF_TRUNC)
         handles: list[asyncssh.SFTPClientFile] = []
 
@@ -699,27 +711,117 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
 
         with sftp_errors(temp):
             try:
-                handles.append(await (early if early is not None else lane.sftp.open(
-                    temp, flags, block_size=0, encoding=None)))
-                if plan.verify == "sha256" and plan.hasher.usable():
+                first: asyncssh.SFTPClientFile | None = None
+                if start:
+                    first, why = await _reopen_checked(plan, lane, row, temp, start, digest)
+                    if first is None:
+                        note = why
+                        log.warning("%s: %s", display_name(final), why)
+                        source, start, total, digest = await _begin_at(plan, fd, row, 0, lane,
+                                                                       temp)
+                        row.offset = 0
+                        save(row)
+                        progress.restart(0)
+                        flags |= asyncssh.FXF_TRUNC
+                if first is None:
+                    first = await (early if early is not None else lane.sftp.open(
+                        temp, flags, block_size=0, encoding=None))
+                handles.append(first)
+                # [0, start) on the server is known to equal the local prefix (checked above)
+                checked = (start, digest.copy())
+                if plan.verify in ("sha256", "auto") and plan.hasher.usable():
                     stream = start_streaming(lane.conn, temp, start, total)
                 await _push(handles[0], lane, fd, source, start, total, digest, progress,
                             more_lanes if nlanes > 1 else None, stream)
             finally:
                 await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
         sha = digest.hexdigest()
-        method = await _verify_upload(plan, lane, row, fd, temp, total, sha, source, stream)
+        method = await _verify_upload(plan, lane, row, fd, temp, total, sha, source, stream,
+                                      checked)
         await _keep_mtime(lane.sftp, temp, row.mtime)
-        note = None
         if not direct:
-            note = await _publish_remote(lane.sftp, temp, final,
-                                         replace=plan.on_conflict != "rename")
+            published = await _publish_remote(lane.sftp, temp, final,
+                                              replace=plan.on_conflict != "rename")
+            note = "; ".join(n for n in (note, published) if n) or None
         return Outcome("done", final, sha256=sha, verify=method, note=note)
     finally:
         if stream is not None:
             stream.close()
         for used in [lane, *extra]:
             pool.release(used)
+
+
+RESTART_NO_APPEND = "restarted from zero: the server cannot continue a partial upload"
+RESTART_DIFFERS = ("restarted from zero: the part already on the server differed from "
+                   "the local file")
+RESTART_UNCHECKED = ("restarted from zero: the part already on the server could not be "
+                     "checked")
+# what a server that cannot reopen a file for writing at an offset answers (an S3-backed
+# gateway: "append/resume of an existing object is not supported")
+REOPEN_REFUSED = (asyncssh.SFTPOpUnsupported, asyncssh.SFTPFailure,
+                  asyncssh.SFTPPermissionDenied)
+
+
+async def _begin_at(plan: Plan, fd: int, row: FileRow, start: int, lane: Lane,
+                    temp: str) -> tuple[Any, int, int, Any]:
+    """(encrypting source or None, start offset, total bytes, running SHA-256 of the
+    local bytes ``[0, start)``) for an upload continuing at ``start`` (0: from scratch)."""
+    if plan.cipher is not None:
+        source = await plan.cipher.upload_source(fd, row, start, lane.sftp, temp)
+        return source, source.start, source.total, await source.prefix_digest()
+    digest = (await asyncio.to_thread(_hash_prefix_local, row.src, start) if start
+              else hashlib.sha256())
+    return None, start, row.size, digest
+
+
+async def _reopen_checked(plan: Plan, lane: Lane, row: FileRow, temp: str, start: int,
+                          digest: Any) -> tuple[asyncssh.SFTPClientFile | None, str | None]:
+    """Reopen ``temp`` to continue at ``start`` once ``[0, start)`` on the server is known
+    to equal the local prefix (``digest``): (handle, None), or (None, why it must restart
+    from zero). ``--verify none`` skips the check."""
+    try:
+        fh = await lane.sftp.open(temp, asyncssh.FXF_WRITE | asyncssh.FXF_CREAT,
+                                  block_size=0, encoding=None)
+    except REOPEN_REFUSED as exc:
+        log.info("%s: reopening %s refused (%s)", plan.pool.name, display_name(temp),
+                 display_name(str(exc)))
+        plan.pool.append_ok = False
+        return None, RESTART_NO_APPEND
+    plan.pool.append_ok = True
+    if plan.verify == "none":
+        return fh, None
+    try:
+        same = await _prefix_matches(plan, lane, temp, start, digest.copy().hexdigest())
+    except BaseException:
+        _background(fh.close())
+        raise
+    if same:
+        return fh, None
+    await fh.close()
+    return None, RESTART_DIFFERS if same is False else RESTART_UNCHECKED
+
+
+async def _prefix_matches(plan: Plan, lane: Lane, temp: str, length: int,
+                          want: str) -> bool | None:
+    """Does ``[0, length)`` of ``temp`` on the server hash to ``want``? The server's hash
+    where it can (``head -c``), else read back; None when neither is possible."""
+    theirs = await plan.hasher.prefix_sha256(temp, length)
+    if theirs is not None:
+        return theirs == want
+    if plan.pool.readback_ok is False:
+        return None
+    try:
+        got = await remote_sha256(lane.sftp, temp, block_for([lane], writing=False),
+                                  end=length)
+    except REFUSED:
+        plan.pool.readback_ok = False
+        return None
+    except TransferError:
+        return False  # shorter than that
+    except (asyncssh.Error, OSError) as exc:
+        raise translate_sftp_error(exc, temp) from None
+    plan.pool.readback_ok = True
+    return bool(got.hexdigest() == want)
 
 
 async def _push(first: asyncssh.SFTPClientFile, lane: Lane, fd: int, source: Any, start: int,
@@ -782,17 +884,29 @@ async def _push(first: asyncssh.SFTPClientFile, lane: Lane, fd: int, source: Any
     await run_all([joiner(), *(worker(first) for _ in range(WRITE_REQUESTS_PER_LANE))])
 
 
+NO_SERVER_HASH_UP = ("cannot verify by SHA-256: the server cannot hash (no exec) and refuses "
+                     "to let the upload be read back; use --verify auto or size")
+NO_SERVER_HASH_DOWN = ("cannot verify by SHA-256: the server cannot hash (no exec); use "
+                       "--verify auto or size")
+
+
 async def _verify_upload(plan: Plan, lane: Lane, row: FileRow, fd: int, temp: str, total: int,
-                         sha: str, source: Any, stream: StreamingHash | None = None) -> str:
+                         sha: str, source: Any, stream: StreamingHash | None = None,
+                         checked: tuple[int, Any] = (0, None)) -> str:
+    """Check the temp file on the server; returns the method (model.VERIFIED_BY). ``sha256``
+    and ``auto``: the server's hash, else read-back; ``sha256`` fails the file when neither
+    can be had, ``auto`` (and ``size``) fall back to size + tail, or size only where the
+    server refuses reads. ``checked``: (n, digest) with ``[0, n)`` on the server known to
+    equal the local prefix hashing to ``digest`` (a read-back then reads only the rest)."""
     if plan.verify == "none":
         return "none"
-    if plan.verify == "sha256":
+    if plan.verify in ("sha256", "auto"):
         if stream is not None:
             streamed = await stream.result(total)
             if streamed == sha:
                 log.debug("%s: SHA-256 hashed by the server while uploading",
                           display_name(row.dst))
-                return "sha256"
+                return "sha256-server"
             # no stream, or it disagrees: the whole file, hashed again, decides
         theirs = await plan.hasher.sha256(temp)
         if theirs is not None:
@@ -800,16 +914,60 @@ async def _verify_upload(plan: Plan, lane: Lane, row: FileRow, fd: int, temp: st
                 raise IntegrityError(
                     f"{display_name(row.dst)}: SHA-256 on the server differs from what was sent"
                 )
-            return "sha256"
+            return "sha256-server"
+        if await _read_back(plan, lane, row, temp, total, sha, checked):
+            return "sha256-readback"
+        if plan.verify == "sha256":
+            with contextlib.suppress(asyncssh.Error, OSError):
+                await lane.sftp.remove(temp)  # unverifiable: do not leave it to be published
+            row.temp, row.offset = None, 0
+            raise TransferError(f"{display_name(row.dst)}: {NO_SERVER_HASH_UP}")
     with sftp_errors(temp):
-        if source is not None:
+        try:
+            if source is not None:
+                attrs = await lane.sftp.stat(temp)
+                ok = int(attrs.size or 0) == total and await source.tail_matches(lane.sftp,
+                                                                                temp)
+            else:
+                ok = await tail_matches(lane.sftp, temp, fd, total)
+            method = "size+tail"
+        except REFUSED:  # a write-only drop box: only the size can be had
             attrs = await lane.sftp.stat(temp)
-            ok = int(attrs.size or 0) == total and await source.tail_matches(lane.sftp, temp)
-        else:
-            ok = await tail_matches(lane.sftp, temp, fd, total)
+            ok, method = int(attrs.size or 0) == total, "size"
     if not ok:
         raise IntegrityError(f"{display_name(row.dst)}: size or tail on the server differs")
-    return "size+tail"
+    return method
+
+
+async def _read_back(plan: Plan, lane: Lane, row: FileRow, temp: str, total: int, sha: str,
+                     checked: tuple[int, Any]) -> bool:
+    """Read ``temp`` back and compare its SHA-256 with ``sha`` (IntegrityError if it
+    differs); False when the server refuses reads (learnt once per site pool)."""
+    if plan.pool.readback_ok is False:
+        return False
+    upto, prefix = checked
+    try:
+        got = await remote_sha256(lane.sftp, temp, block_for([lane], writing=False),
+                                  start=upto if prefix is not None else 0, end=total,
+                                  digest=prefix.copy() if prefix is not None and upto else None)
+    except REFUSED as exc:
+        log.info("%s: reading %s back refused (%s)", plan.pool.name, display_name(temp),
+                 display_name(str(exc)))
+        plan.pool.readback_ok = False
+        return False
+    except TransferError:
+        raise IntegrityError(
+            f"{display_name(row.dst)}: the file on the server is shorter than what was sent"
+        ) from None
+    except (asyncssh.Error, OSError) as exc:
+        raise translate_sftp_error(exc, temp) from None
+    plan.pool.readback_ok = True
+    if got.hexdigest() != sha:
+        raise IntegrityError(
+            f"{display_name(row.dst)}: SHA-256 read back from the server differs from what "
+            "was sent"
+        )
+    return True
 
 
 async def _keep_mtime(sftp: asyncssh.SFTPClient, path: str, mtime: float | None) -> None:

@@ -73,6 +73,7 @@ from backend.transfers.model import (
     JobSpec,
     JobStatus,
     TransferEvent,
+    verified_label,
 )
 from backend.transfers.planner import plan_get, plan_put
 from backend.transfers.pool import LANE_BUSY, Connector, SitePool
@@ -485,6 +486,7 @@ class TransferEngine:
             destination=row.dst if row is not None else None,
             sha256=row.sha256 if row is not None else None,
             verify=row.verify if row is not None else None,
+            note=row.error if row is not None and row.state == "done" else None,
         ))
 
     def _finish_event(self, job_id: int) -> None:
@@ -665,7 +667,7 @@ class TransferEngine:
             width = min(spec.parallel or FILES_AT_ONCE, len(todo))
             wanted = lanes_wanted(spec.direction, todo, width,
                                   download_lanes(pool.connection()))
-            if spec.verify == "sha256" and todo:
+            if spec.verify in ("sha256", "auto") and todo:
                 plan.hasher.warm()
             warming = asyncio.ensure_future(pool.warm(wanted)) if wanted > 1 else None
             try:
@@ -735,7 +737,8 @@ class TransferEngine:
         self._job_event(live, "file", path=row.src, state="running")
         runner = download if live.job.spec.direction == "get" else upload
         attempt = io_errors = 0
-        integrity_restarted = False
+        integrity_restarted = zero_restarted = False
+        restart_note: str | None = None  # said with the outcome: the file started over
         outcome: Outcome | None = None
         error: str | None = None
         while outcome is None and error is None:
@@ -751,6 +754,7 @@ class TransferEngine:
                 if kind == "integrity" and not integrity_restarted:
                     integrity_restarted = True
                     log.warning("%s; transferring it again from the start", message)
+                    restart_note = f"restarted from zero: {message}"
                     row.offset = 0
                     progress.restart(0)
                     continue
@@ -758,6 +762,15 @@ class TransferEngine:
                     io_errors += 1
                     plan.pool.prune()
                     await asyncio.sleep(self.retry_policy.delay(io_errors))
+                    continue
+                if kind == "io" and row.offset > 0 and not zero_restarted:
+                    # continuing the partial copy keeps failing (a server that cannot append
+                    # or reopen it): start over once instead of failing for ever
+                    zero_restarted = True
+                    log.warning("%s; transferring it again from the start", message)
+                    restart_note = f"restarted from zero: continuing failed ({message})"
+                    row.offset = 0
+                    progress.restart(0)
                     continue
                 if kind == "conn" and attempt + 1 < self.retry_policy.attempts:
                     attempt += 1
@@ -774,7 +787,8 @@ class TransferEngine:
             row.state = outcome.state
             row.dst = outcome.destination
             row.sha256, row.verify = outcome.sha256, outcome.verify
-            row.error = outcome.note
+            # a done file's "error" column holds its note (e.g. why it restarted from zero)
+            row.error = "; ".join(n for n in (restart_note, outcome.note) if n) or None
             if outcome.state == "done":
                 live.files_done += 1
                 row.offset = row.bytes_done = row.size
@@ -817,11 +831,14 @@ class TransferEngine:
             size=row.size,
             sha256=row.sha256,
             verify=row.verify,
+            # how the file was checked, in words; sha256 is of the server's copy only when
+            # verify is sha256-server or sha256-readback (model.SHA256_OF_SERVER_COPY)
+            verified_by=verified_label(row.verify) if row.state == "done" else None,
             encrypted=plan.cipher is not None,
             result=row.state,
             error=row.error if row.state == "failed" else None,
-            # a done file's note: e.g. an old copy left beside it (copier._replace_by_renames)
-            **({"note": row.error} if row.state == "done" and row.error else {}),
+            # a done file's note: e.g. restarted from zero, or an old copy left beside it
+            note=row.error if row.state == "done" else None,
         )))
         if self._audit_writer is None or self._audit_writer.done():
             self._audit_writer = asyncio.get_running_loop().create_task(self._write_audit())

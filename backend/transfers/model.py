@@ -43,6 +43,18 @@ def verified_label(method: str | None) -> str:
     if method == "sha256":
         method = "sha256-server"
     return VERIFIED_BY.get(method or "none", method or "not verified")
+
+
+def verified_counts(methods: list[str | None]) -> list[tuple[str, int]]:
+    """(method, files) for a job's done files, strongest method first (VERIFIED_BY's order;
+    journal rows of before 0.2 saying "sha256" count as "sha256-server")."""
+    counts: dict[str, int] = {}
+    for method in methods:
+        key = "sha256-server" if method == "sha256" else (method or "none")
+        counts[key] = counts.get(key, 0) + 1
+    order = list(VERIFIED_BY)
+    ranked = sorted(counts, key=lambda m: order.index(m) if m in order else len(order))
+    return [(m, counts[m]) for m in ranked]
 FINISHED_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 UNFINISHED_STATES: frozenset[str] = frozenset({"queued", "running", "paused"})
 
@@ -59,7 +71,7 @@ class JobSpec:
     destination: str
     recursive: bool = False
     on_conflict: ConflictPolicy = "resume"
-    verify: VerifyMode = "sha256"
+    verify: VerifyMode = "auto"
     parallel: int | None = None
     max_entries: int = DEFAULT_MAX_ENTRIES
     max_depth: int = DEFAULT_MAX_DEPTH
@@ -166,7 +178,7 @@ class FileStatus:
     offset: int  # verified contiguous offset (resume point)
     error: str | None = None
     sha256: str | None = None
-    verify: str | None = None  # method actually used: sha256, size+tail, none
+    verify: str | None = None  # method actually used (VERIFIED_BY's keys)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,7 +203,8 @@ class TransferEvent:
     files_failed: int = 0
     destination: str | None = None  # file events: where it went (final name)
     sha256: str | None = None  # file events of finished files
-    verify: str | None = None  # method used: sha256, size+tail, aes-gcm, none
+    verify: str | None = None  # method used (VERIFIED_BY's keys)
+    note: str | None = None  # file events of done files: e.g. why it restarted from zero
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

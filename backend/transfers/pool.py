@@ -87,6 +87,10 @@ class SitePool:
         self._lock = asyncio.Lock()
         self.exec_ok: bool | None = None  # None until an exec was tried
         self.policy: ProfilePolicy | None = None  # the site's server profile, once connected
+        # learnt by the copier this session (None: not tried yet): may a file be read back
+        # over SFTP (read-back verification), may a partial upload be reopened to append
+        self.readback_ok: bool | None = None
+        self.append_ok: bool | None = None
         self.closed = False
         # warm() opens lanes without holding the lock: work that can use a lane already open
         # goes ahead; work that needs one more waits (for the next lane to open, or warm() to

@@ -1,4 +1,5 @@
-"""Checking a transferred file: the server's ``sha256sum`` over exec, or size + tail re-read.
+"""Checking a transferred file: the server's ``sha256sum`` over exec, or size + tail re-read
+(read-back of the whole file, where the server cannot hash: :mod:`backend.transfers.readback`).
 
 :class:`RemoteHasher` keeps up to :data:`EXEC_AT_ONCE` long-lived ``sh`` processes on the
 server (one exec channel each, opened once: every new channel costs sshd a login-shell start
@@ -12,8 +13,16 @@ and the next free shell takes up to :data:`BATCH` of them in one command.
 When no shell can be kept (an exec channel refused, a restricted account answering without
 the marker), each batch runs as its own exec (``conn.run``) as before; when exec cannot be used
 at all (the site forbids it, or the account is sftp-only) it answers None and the caller
-falls back to :func:`tail_matches`: the remote size must equal the local size and the last
-:data:`TAIL` bytes read back from the server must equal the local ones.
+falls back to read-back or :func:`tail_matches`: the remote size must equal the local size
+and the last :data:`TAIL` bytes read back from the server must equal the local ones.
+
+Whether exec works is learnt once per site pool (``pool.exec_ok``) from the first answer: a
+refused channel, exit 126/127, the answer of ``ForceCommand internal-sftp`` ("This service
+allows sftp connections only.", exit 1), or any non-zero status with no digest at all in
+the first answer mean "no exec" for the rest of the session, so an sftp-only account costs
+one exec attempt, not one per batch. :meth:`RemoteHasher.prefix_sha256` hashes the first
+``n`` bytes of a file (``head -c n < file | sha256sum`` in a kept shell), which a resumed
+upload compares with its local prefix before appending.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ EXEC_TIMEOUT = 600.0
 EXEC_AT_ONCE = 4
 PROBE_TIMEOUT = 10.0
 DIGEST_LINE = re.compile(rb"^\\?([0-9a-f]{64}) [ *]")
+# what OpenSSH's sshd answers an exec on a ForceCommand internal-sftp account (exit 1)
+SFTP_ONLY = b"sftp connections only"
 
 
 # The shell's hashing tool: OpenSSL's when it hashes correctly (it uses the CPU's SHA
@@ -99,9 +110,18 @@ class _Shell:
         command = f"$H -- {quoted} </dev/null 2>/dev/null; "
         return await self._command(command.encode("utf-8", "surrogateescape"))
 
+    async def prefix_sha256sum(self, path: str, length: int) -> tuple[int, list[bytes]]:
+        """The digest of the first ``length`` bytes (a missing or shorter file hashes to
+        something else, which the caller treats as a mismatch)."""
+        command = f"head -c {int(length)} < {shlex.quote(path)} 2>/dev/null | $H 2>/dev/null; "
+        return await self._command(command.encode("utf-8", "surrogateescape"))
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.proc.close()
+
+
+_Request = tuple[str, int | None, asyncio.Future[str | None]]  # path, prefix length, answer
 
 
 class RemoteHasher:
@@ -109,7 +129,7 @@ class RemoteHasher:
 
     def __init__(self, pool: SitePool) -> None:
         self._pool = pool
-        self._pending: list[tuple[str, asyncio.Future[str | None]]] = []
+        self._pending: list[_Request] = []
         self._running = 0  # batches under way (each holds a shell or an exec channel)
         self._idle: list[_Shell] = []
         self._shells_ok: bool | None = None  # False: run each batch as its own exec
@@ -125,8 +145,18 @@ class RemoteHasher:
     async def sha256(self, path: str) -> str | None:
         if not self.usable():
             return None
+        return await self._ask(path, None)
+
+    async def prefix_sha256(self, path: str, length: int) -> str | None:
+        """The server's digest of the first ``length`` bytes of ``path`` (None: it cannot
+        hash, or only without a kept shell, e.g. an account allowing ``sha256sum`` alone)."""
+        if not self.usable():
+            return None
+        return await self._ask(path, length)
+
+    async def _ask(self, path: str, length: int | None) -> str | None:
         fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((path, fut))
+        self._pending.append((path, length, fut))
         self._kick()
         return await fut
 
@@ -163,19 +193,26 @@ class RemoteHasher:
             self._running += 1
             self._spawn(self._run(batch))
 
-    async def _run(self, batch: list[tuple[str, asyncio.Future[str | None]]]) -> None:
+    async def _run(self, requests: list[_Request]) -> None:
+        # callers gone: skip them
+        batch = [(p, f) for p, n, f in requests if n is None and not f.done()]
+        prefixes = [(p, n, f) for p, n, f in requests if n is not None and not f.done()]
         try:
-            batch = [(p, f) for p, f in batch if not f.done()]  # callers gone: skip them
-            if not batch:
-                return
-            digests = await self._hash([p for p, _ in batch])
+            digests = await self._hash([p for p, _ in batch]) if batch else None
             if digests is None and len(batch) > 1 and self._pool.exec_ok:
                 digests = []
                 for p, _ in batch:  # one bad path must not cost the others their digest
                     one = await self._hash([p])
                     digests.append(one[0] if one else None)
+            for i, (_, fut) in enumerate(batch):
+                if not fut.done():
+                    fut.set_result(digests[i] if digests else None)
+            for p, n, fut in prefixes:  # (rare: resumed uploads) one command line each
+                digest = await self._hash_prefix(p, n) if self.usable() else None
+                if not fut.done():
+                    fut.set_result(digest)
         except BaseException as exc:
-            for _, fut in batch:
+            for _, _, fut in requests:
                 if not fut.done():
                     fut.set_exception(exc if isinstance(exc, Exception) else ConnectError(
                         f"{self._pool.name}: verification was interrupted"))
@@ -183,9 +220,6 @@ class RemoteHasher:
         finally:
             self._running -= 1
             self._kick()
-        for i, (_, fut) in enumerate(batch):
-            if not fut.done():
-                fut.set_result(digests[i] if digests else None)
 
     async def _shell(self, *, waiting: bool = True) -> _Shell | None:
         starting = self._starting
@@ -235,15 +269,45 @@ class RemoteHasher:
         self._idle.append(shell)
         return self._parse(status, lines, paths)
 
-    def _parse(self, status: int, lines: list[bytes], paths: list[str]) -> list[str | None] | None:
+    async def _hash_prefix(self, path: str, length: int) -> str | None:
+        """Through a kept shell only (a restricted account running ``sha256sum`` alone
+        cannot pipe ``head`` into it): None otherwise, and the caller reads the prefix
+        back instead."""
+        shell = await self._shell()
+        if shell is None:
+            return None
+        try:
+            status, lines = await asyncio.wait_for(shell.prefix_sha256sum(path, length),
+                                                   EXEC_TIMEOUT)
+        except BaseException as exc:
+            shell.close()
+            if isinstance(exc, (_ShellGone, TimeoutError, asyncssh.Error, OSError)):
+                if shell.conn.is_closed():
+                    raise ConnectError(
+                        f"{self._pool.name}: connection lost while verifying") from None
+                return None
+            raise
+        self._idle.append(shell)
+        lines = [ln for ln in lines if ln.strip()]
+        match = DIGEST_LINE.match(lines[0]) if status == 0 and len(lines) == 1 else None
+        return match.group(1).decode() if match else None
+
+    def _parse(self, status: int, lines: list[bytes], paths: list[str],
+               stderr: bytes = b"") -> list[str | None] | None:
         lines = [ln for ln in lines if ln.strip()]
         digests = [m.group(1).decode() if (m := DIGEST_LINE.match(ln)) else None for ln in lines]
         if status == 0 and len(digests) == len(paths) and all(digests):
             self._pool.exec_ok = True
             return digests
-        no_tool = status in (126, 127) or (not lines and len(paths) == 1)
-        if no_tool and self._pool.exec_ok is None:
-            # no sha256sum there, or an sftp-only account answering with nothing
+        if self._pool.exec_ok is None and (
+            status in (126, 127)  # no sha256sum there (or no shell)
+            or (not lines and len(paths) == 1)  # an sftp-only account answering with nothing
+            or SFTP_ONLY in b"".join(lines) + stderr  # ForceCommand internal-sftp
+            or (status != 0 and not any(digests))  # not one digest in the first answer
+        ):
+            # learnt once for this pool: no more exec attempts this session (docs/transfers.md)
+            log.info("%s: the server cannot hash files (exec status %d); verifying without "
+                     "exec from now on", self._pool.name, status)
             self._pool.exec_ok = False
         return None
 
@@ -265,8 +329,9 @@ class RemoteHasher:
         except (asyncssh.Error, OSError):
             raise ConnectError(f"{self._pool.name}: connection lost while verifying") from None
         out = result.stdout if isinstance(result.stdout, bytes) else b""
+        err = result.stderr if isinstance(result.stderr, bytes) else b""
         status = result.exit_status if result.exit_status is not None else 255
-        return self._parse(status, out.splitlines(keepends=True), paths)
+        return self._parse(status, out.splitlines(keepends=True), paths, err)
 
     def close(self) -> None:
         for shell in self._idle:

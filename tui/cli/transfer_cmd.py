@@ -27,7 +27,14 @@ from backend.sites.model import Site
 from backend.sites.store import SiteStore
 from backend.transfers import JobSpec, JobStatus, Journal, TransferEngine, TransferEvent
 from backend.transfers.crypt import key_secret_name, parse_key
-from backend.transfers.model import CONFLICT_POLICIES, FINISHED_STATES, VERIFY_MODES
+from backend.transfers.model import (
+    CONFLICT_POLICIES,
+    FINISHED_STATES,
+    SHA256_OF_SERVER_COPY,
+    VERIFY_MODES,
+    verified_counts,
+    verified_label,
+)
 from tui.cli.connect import connect_site
 from tui.cli.output import print_json
 
@@ -78,8 +85,10 @@ def _options(p: argparse.ArgumentParser) -> None:
                    help="when the destination exists (default: resume: skip it when it has "
                         "the same size and content; without exec on the server only its last "
                         "64 KiB are compared)")
-    p.add_argument("--verify", choices=VERIFY_MODES, default="sha256",
-                   help="check each file after transfer (default: sha256)")
+    p.add_argument("--verify", choices=VERIFY_MODES, default="auto",
+                   help="check each file: auto (default: the strongest the server allows), "
+                        "sha256 (a SHA-256 of the server's copy, or the file fails), "
+                        "size (size and last 64 KiB), none")
     p.add_argument("--parallel", type=int, default=None, metavar="N",
                    help="files at once (default 64)")
     p.add_argument("--max-entries", type=int, default=DEFAULT_MAX_ENTRIES, metavar="N",
@@ -202,7 +211,7 @@ async def _drive_async(submit: Callable[[TransferEngine], object], as_json: bool
         unsubscribe()
         await engine.stop()
     _print_notes(engine, [s.id for s in statuses])
-    return _summarise(engine, statuses)
+    return _summarise(engine, statuses, as_json)
 
 
 def _print_notes(engine: TransferEngine, job_ids: list[int]) -> None:
@@ -213,9 +222,20 @@ def _print_notes(engine: TransferEngine, job_ids: list[int]) -> None:
             print(f"job {job_id}: {display_name(note)}", file=sys.stderr)
 
 
-def _summarise(engine: TransferEngine, statuses: list[JobStatus]) -> int:
+def verified_summary(methods: list[str | None]) -> str:
+    """``2 sha256 by read-back, 1 size only``: how a job's done files were checked,
+    strongest first."""
+    return ", ".join(f"{n} {verified_label(m)}" for m, n in verified_counts(methods))
+
+
+def _summarise(engine: TransferEngine, statuses: list[JobStatus], as_json: bool = False) -> int:
     code = 0
     for status in statuses:
+        if not as_json:
+            done = [f for f in engine.files(status.id) if f.state == "done"]
+            if done:
+                print(f"job {status.id}: {len(done)} of {status.files_total} files done, "
+                      f"verified: {verified_summary([f.verify for f in done])}", flush=True)
         if status.state == "done":
             continue
         whole = engine.job_error(status.id)
@@ -278,7 +298,7 @@ class _Reporter:
 
     def event(self, event: TransferEvent) -> None:
         if self.as_json:
-            print(json.dumps(event.to_json()), flush=True)
+            print(json.dumps(event_json(event)), flush=True)
             return
         if event.kind == "file" and event.state in ("done", "skipped", "failed"):
             line = self._file_line(event)
@@ -302,13 +322,28 @@ class _Reporter:
         if event.state == "skipped":
             return f"skipped  {src} ({display_name(event.error or 'exists')})"
         dst = display_name(event.destination or "")
-        digest = f" sha256:{event.sha256[:16]}" if event.sha256 else ""
-        notes = [display_name(event.error)] if event.error else []  # e.g. an old copy kept
+        # a digest is only shown when it is the server's copy's (never a local hash alone)
+        digest = (f" sha256:{event.sha256[:16]}"
+                  if event.sha256 and event.verify in SHA256_OF_SERVER_COPY else "")
+        notes = [display_name(event.note)] if event.note else []  # e.g. restarted from zero
         # a server name that is not UTF-8 is spelled \xHH, locally too (docs/cli.md)
         if is_escaped((event.destination or "").rsplit("/", 1)[-1]):
             notes.append("the server's name is not UTF-8; the local name spells it \\xHH")
         note = "".join(f" ({n})" for n in notes)
-        return f"done     {src} -> {dst}{digest} [{event.verify}]{note}"
+        return f"done     {src} -> {dst}{digest} [{verified_label(event.verify)}]{note}"
+
+
+def event_json(event: TransferEvent) -> dict[str, object]:
+    """One ``--json`` line: the event, plus for finished files ``verified_by`` (the method's
+    machine name), ``verified_label`` (its words) and ``server_sha256`` (the digest when it
+    is of the server's copy, else null; ``sha256`` is of the bytes sent or received)."""
+    data = event.to_json()
+    if event.kind == "file" and event.state == "done":
+        data["verified_by"] = "sha256-server" if event.verify == "sha256" else event.verify
+        data["verified_label"] = verified_label(event.verify)
+        data["server_sha256"] = (event.sha256 if event.verify in SHA256_OF_SERVER_COPY
+                                 else None)
+    return data
 
 
 # -- queue --------------------------------------------------------------------------------------

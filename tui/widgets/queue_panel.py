@@ -4,6 +4,8 @@ Both register with the app's :class:`~tui.engine_bridge.EngineBridge`. Progress 
 update a model (the newest event per job); a timer redraws at most ``REDRAW_HZ`` times a
 second, so a transfer at full speed never floods the screen. The panel's keys pause / resume,
 cancel, retry and reorder the selected job; a failed job's full error shows under the table.
+A done job's row names how its files were checked ("sha256 by read-back"; the weakest method
+when they differ, the full count under the table) instead of a full bar.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from textual.widgets import DataTable, Static
 
 from backend.errors import FerryError
 from backend.names import display_name
-from backend.transfers.model import JobStatus, TransferEvent
+from backend.transfers.model import JobStatus, TransferEvent, verified_counts, verified_label
 from tui.engine_bridge import bridge_for
 from tui.messages import TransferChanged, TransferProgress
 
 REDRAW_HZ = 10
 BAR_WIDTH = 12
+PROGRESS_WIDTH = 19  # a bar and its percentage, or a done job's "sha256 by read-back"
 STATE_STYLES = {
     "running": "bold",
     "queued": "",
@@ -88,6 +91,8 @@ class QueueModel:
         self.events: dict[int, TransferEvent] = {}
         self.dirty = True
         self.stale = True  # the job list itself must be re-read from the engine
+        # done jobs: (method, files) strongest first, read from the engine once per job
+        self.verified: dict[int, list[tuple[str, int]]] = {}
 
     def rows(self) -> list[JobStatus]:
         return [merge(j, self.events.get(j.id)) for j in self.jobs]
@@ -128,9 +133,14 @@ class _QueueListener:
             bridge.attach()  # the engine started (or stopped) after this widget mounted
             model.stale = True
         if model.stale:
-            model.jobs = bridge_for(self.app).jobs()
+            model.jobs = bridge.jobs()
             model.stale = False
             model.dirty = True
+            for job in model.jobs:
+                if job.state != "done":
+                    model.verified.pop(job.id, None)  # (retried: counted again when done)
+                elif job.id not in model.verified:
+                    model.verified[job.id] = _verified_of(bridge, job.id)
         if model.dirty:
             model.dirty = False
             self.redraw()
@@ -143,6 +153,20 @@ class _QueueListener:
         if message.event is not None:
             self.model.events.pop(message.event.job_id, None)
         self.model.stale = True
+
+
+def _verified_of(bridge: Any, job_id: int) -> list[tuple[str, int]]:
+    engine = bridge.attach()
+    try:
+        files = engine.files(job_id) if engine is not None else []
+    except Exception:  # a journal hiccup: shown once the job is next re-read
+        return []
+    return verified_counts([f.verify for f in files if f.state == "done"])
+
+
+def verified_text(counts: list[tuple[str, int]]) -> str:
+    """A done job's row: its weakest method (every file was checked at least that well)."""
+    return verified_label(counts[-1][0]) if counts else ""
 
 
 class QueueSummary(_QueueListener, Static):
@@ -238,7 +262,7 @@ class QueuePanel(_QueueListener, Vertical):
 
     # key, header, width, name width that must remain for the column to be shown
     COLUMNS: ClassVar[list[tuple[str, str, int, int]]] = [
-        ("progress", "Progress", BAR_WIDTH + 5, 0),
+        ("progress", "Progress", PROGRESS_WIDTH, 0),
         ("state", "State", 9, 0),
         ("bytes", "Bytes", 21, 16),
         ("speed", "Speed", 11, 18),
@@ -335,10 +359,13 @@ class QueuePanel(_QueueListener, Vertical):
 
     def _cells(self, job: JobStatus) -> tuple[Any, ...]:
         total = job.bytes_total
+        checked = verified_text(self.model.verified.get(job.id, [])) \
+            if job.state == "done" else ""
         cells: dict[str, Any] = {
             "name": Text(display_name(job.label), no_wrap=True, overflow="ellipsis"),
             "dir": "get" if job.direction == "get" else "put",
-            "progress": bar(job.bytes_done if job.state != "done" else total, total),
+            "progress": Text(checked, no_wrap=True, overflow="ellipsis") if checked
+            else bar(job.bytes_done if job.state != "done" else total, total),
             "bytes": f"{size_text(job.bytes_done)}/{size_text(total)}",
             "speed": speed_text(job.speed) if job.state == "running" else "",
             "eta": eta_text(job.eta, job.state),
@@ -351,6 +378,9 @@ class QueuePanel(_QueueListener, Vertical):
         detail = ""
         if job is not None and job.state == "failed":
             detail = f"error: {display_name(job.error or 'failed (no reason given)')}"
+        elif job is not None and len(self.model.verified.get(job.id, [])) > 1:
+            detail = "verified: " + ", ".join(
+                f"{n} {verified_label(m)}" for m, n in self.model.verified[job.id])
         self.query_one(".queue-detail", Static).update(Text(detail))
 
     @on(DataTable.RowHighlighted)
