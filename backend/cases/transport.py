@@ -17,7 +17,7 @@ from typing import Any
 
 from backend.errors import TransferError
 from backend.names import display_name
-from backend.transfers.model import JobSpec
+from backend.transfers.model import JobSpec, verified_label
 
 Engine = Any  # backend.transfers.TransferEngine (imported lazily: it is the heavy part)
 
@@ -63,15 +63,19 @@ async def download_folder(
     engine: Engine, site: str, remote_folder: str, names: list[str], local: Path
 ) -> list[dict[str, Any]]:
     """Download ``names`` (validated files and folders directly in ``remote_folder``) into
-    ``local``; returns one ``{"path", "size", "sha256"}`` per downloaded file."""
+    ``local``; returns one ``{"path", "size", "sha256", "verified_by"}`` per downloaded file
+    (``sha256`` is of the bytes received; ``verified_by`` says whether the server's own hash
+    matched it: backend/transfers/model.py VERIFIED_BY)."""
     spec = JobSpec(direction="get", site=site,
                    sources=[posixpath.join(remote_folder, n) for n in sorted(names)],
                    destination=str(local) + "/", recursive=True, on_conflict="resume",
-                   verify="sha256")
+                   verify="auto")  # results from an sftp-only provider still arrive, checked
+    # as well as that server allows; each file records how (verified_by)
     job_id = await _run(engine, spec)
     files = engine.files(job_id)
     return [
-        {"path": f.destination, "size": f.size, "sha256": f.sha256}
+        {"path": f.destination, "size": f.size, "sha256": f.sha256,
+         "verified_by": verified_label(f.verify)}
         for f in files
         if f.state == "done"
     ]

@@ -188,12 +188,14 @@ def _classify(exc: BaseException) -> str:
 
 
 def lanes_wanted(direction: str, todo: list[FileRow], width: int,
-                 download: int = DOWNLOAD_LANES) -> int:
+                 download: int = DOWNLOAD_LANES, *, multi_lane_uploads: bool = True) -> int:
     """How many SFTP lanes a job will use, so they can be opened together up front: big
-    files split over :data:`UPLOAD_LANES` / ``download`` lanes (:func:`download_lanes`);
-    many files spread ``LANE_BUSY`` to a lane."""
+    files split over :data:`UPLOAD_LANES` / ``download`` lanes (:func:`download_lanes`),
+    except uploads to a server that takes each file on one channel, in order (its server
+    profile, backend/sites/profile.py); many files spread ``LANE_BUSY`` to a lane."""
     many = -(-width // LANE_BUSY) if width > 1 else 1
-    if direction == "put" and any(r.size >= SPLIT_UPLOAD_AT for r in todo):
+    if direction == "put" and multi_lane_uploads and any(r.size >= SPLIT_UPLOAD_AT
+                                                         for r in todo):
         return max(many, UPLOAD_LANES)
     if direction == "get" and any(r.size >= SPLIT_DOWNLOAD_AT for r in todo):
         return max(many, download)
@@ -665,8 +667,9 @@ class TransferEngine:
                     await self._run_file(live, plan, row)
 
             width = min(spec.parallel or FILES_AT_ONCE, len(todo))
-            wanted = lanes_wanted(spec.direction, todo, width,
-                                  download_lanes(pool.connection()))
+            wanted = lanes_wanted(
+                spec.direction, todo, width, download_lanes(pool.connection()),
+                multi_lane_uploads=pool.policy is None or pool.policy.multi_lane_uploads)
             if spec.verify in ("sha256", "auto") and todo:
                 plan.hasher.warm()
             warming = asyncio.ensure_future(pool.warm(wanted)) if wanted > 1 else None

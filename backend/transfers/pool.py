@@ -156,6 +156,8 @@ class SitePool:
         self.policy = profile_policy(site)
         if self.policy.exec_ok is False and self.exec_ok is None:
             self.exec_ok = False  # no exec is even tried (sftp-only, ProFTPD, AWS Transfer)
+        if self.policy.restart_from_zero and self.append_ok is None:
+            self.append_ok = False  # resume restarts from zero: the copier tries no reopen
 
     async def _open_lanes(self, count: int) -> list[Lane]:
         """Open ``count`` new lanes at once (each SFTP channel costs the server a process

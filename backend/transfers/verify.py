@@ -38,6 +38,7 @@ import shlex
 import asyncssh
 
 from backend.errors import ConnectError
+from backend.names import NAME_CODEC
 from backend.transfers.pool import SitePool
 
 log = logging.getLogger("ferry.transfers")
@@ -108,13 +109,13 @@ class _Shell:
     async def sha256sum(self, paths: list[str]) -> tuple[int, list[bytes]]:
         quoted = " ".join(shlex.quote(p) for p in paths)
         command = f"$H -- {quoted} </dev/null 2>/dev/null; "
-        return await self._command(command.encode("utf-8", "surrogateescape"))
+        return await self._command(command.encode(NAME_CODEC))
 
     async def prefix_sha256sum(self, path: str, length: int) -> tuple[int, list[bytes]]:
         """The digest of the first ``length`` bytes (a missing or shorter file hashes to
         something else, which the caller treats as a mismatch)."""
         command = f"head -c {int(length)} < {shlex.quote(path)} 2>/dev/null | $H 2>/dev/null; "
-        return await self._command(command.encode("utf-8", "surrogateescape"))
+        return await self._command(command.encode(NAME_CODEC))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -316,6 +317,12 @@ class RemoteHasher:
         if conn is None:
             return None
         command = "sha256sum -- " + " ".join(shlex.quote(p) for p in paths)
+        try:
+            command.encode("utf-8")
+        except UnicodeEncodeError:
+            # a name that is not UTF-8 (spelled \xHH, backend/names.py): conn.run sends text
+            # only, so this batch cannot be asked here; the caller falls back to read-back
+            return None
         try:
             result = await conn.run(command, check=False, timeout=EXEC_TIMEOUT, input="",
                                     encoding=None)
