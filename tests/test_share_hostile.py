@@ -1,0 +1,237 @@
+"""The share service against hostile clients on 127.0.0.x: proxies, floods, odd requests,
+revocation during a download, missing blobs, slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from backend.audit import AuditLog
+from backend.shares.client import ShareClient, local_file_source
+from backend.shares.server import ServiceHandle, start_share_service, stop_share_service
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+JUNK = "/s/" + "J" * 43
+
+
+@pytest.fixture
+async def svc(ferry_home: Path) -> AsyncIterator[ServiceHandle]:
+    handle, _ = await start_share_service("127.0.0.1:0", purge_interval=3600)
+    try:
+        yield handle
+    finally:
+        await stop_share_service(handle)
+
+
+@pytest.fixture
+async def proxied(ferry_home: Path) -> AsyncIterator[ServiceHandle]:
+    """The service behind a reverse proxy on 127.0.0.1 (trusted); other peers are not."""
+    handle, _ = await start_share_service("127.0.0.1:0", purge_interval=3600,
+                                          trusted_proxies=["127.0.0.1/32"])
+    try:
+        yield handle
+    finally:
+        await stop_share_service(handle)
+
+
+async def _share(tmp_path: Path, size: int, **options: object) -> tuple[dict, bytes]:
+    path = tmp_path / "scan.bin"
+    data = os.urandom(size)
+    path.write_bytes(data)
+    options.setdefault("name", path.name)
+    options.setdefault("password", PASSWORD)
+    created = await ShareClient().create(local_file_source(path), size=size, **options)
+    return created, data
+
+
+def session_from(address: str = "127.0.0.1") -> aiohttp.ClientSession:
+    conn = aiohttp.TCPConnector(local_addr=(address, 0), force_close=True)
+    return aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=60))
+
+
+async def _post(url: str, password: str, address: str = "127.0.0.1",
+                headers: dict | None = None) -> tuple[int, bytes]:
+    async with session_from(address) as s, s.post(
+        url + "/download", data={"password": password}, headers=headers or {}
+    ) as resp:
+        return resp.status, await resp.read()
+
+
+async def _get(url: str, address: str = "127.0.0.1", headers: dict | None = None,
+               method: str = "GET") -> tuple[int, bytes, dict]:
+    async with session_from(address) as s, s.request(method, url, headers=headers or {}) as r:
+        return r.status, await r.read(), dict(r.headers)
+
+
+def _addresses_in_audit() -> set[str]:
+    return {str(r.fields["address"]) for r in AuditLog().query() if "address" in r.fields}
+
+
+# -- findings 3, 4, 5: proxies and floods -------------------------------------------------
+async def test_junk_through_one_proxy_address_does_not_lock_recipients_out(svc, tmp_path):
+    """Behind a proxy without --trusted-proxy every recipient has the proxy's address."""
+    created, data = await _share(tmp_path, 3000)
+    other, _ = await _share(tmp_path, 2000)
+    for _ in range(20):  # unknown links from "the proxy"
+        assert (await _get(svc.url + JUNK))[0] in (404, 429)
+    for _ in range(6):  # wrong passwords on ANOTHER link from "the proxy"
+        assert (await _post(other["links"][0]["url"], "wrong password!"))[0] in (403, 429)
+    status, body, _ = await _get(created["links"][0]["url"])
+    assert status == 200
+    status, body = await _post(created["links"][0]["url"], PASSWORD)
+    assert status == 200 and body == data
+
+
+async def test_unknown_link_lock_per_address_decays(svc):
+    now = [1000.0]
+    limiter = svc.service.addresses
+    limiter._clock = lambda: now[0]  # a test clock instead of 30 s of sleeping
+    statuses = [(await _get(svc.url + JUNK, "127.0.0.9"))[0] for _ in range(6)]
+    assert statuses[:5] == [404] * 5 and statuses[5] == 429
+    assert (await _get(svc.url + JUNK, "127.0.0.10"))[0] == 404  # other addresses unaffected
+    now[0] += 30 + limiter.quiet + 1  # the lock ran out, then a quiet hour
+    statuses = [(await _get(svc.url + JUNK, "127.0.0.9"))[0] for _ in range(5)]
+    assert statuses == [404] * 5  # five fresh tries: the old failures were forgotten
+
+
+async def test_a_locked_out_client_writes_a_few_aggregated_audit_rows(svc):
+    async def hammer(address: str) -> list[int]:
+        async with session_from(address) as s:
+            out = []
+            for _ in range(60):
+                async with s.get(svc.url + JUNK) as resp:
+                    out.append(resp.status)
+            return out
+
+    results = await asyncio.gather(*(hammer(f"127.0.0.{n}") for n in (11, 12)))
+    assert all(r.count(429) >= 50 for r in results)
+    rows = AuditLog().query(event="share.*")
+    # first 404, first 429 (written at once) per address; the rest counted, not written
+    assert len(rows) <= 6, [(r.event, r.fields) for r in rows]
+    svc.service.refusals.flush(force=True)
+    rows = AuditLog().query(event="share.attempt_locked")
+    counted = sum(int(r.fields["count"]) for r in rows)
+    assert counted == sum(r.count(429) for r in results)
+    assert {r.fields["address"] for r in rows} == {"127.0.0.11", "127.0.0.12"}
+
+
+async def test_forwarded_for_is_read_only_from_a_trusted_proxy(proxied, tmp_path):
+    created, _ = await _share(tmp_path, 1000)
+    url = created["links"][0]["url"]
+    # from the trusted proxy: the rightmost address it added is the client
+    await _post(url, "wrong password!", "127.0.0.1",
+                {"X-Forwarded-For": "198.51.100.7, 203.0.113.5"})
+    # non-addresses are never taken (nor stored): the proxy's own address is used
+    await _post(url, "wrong password!", "127.0.0.1", {"X-Forwarded-For": "<script>"})
+    await _post(url, "wrong password!", "127.0.0.1",
+                {"X-Forwarded-For": "203.0.113.9, <img src=x>"})
+    # from an untrusted peer: its header is ignored
+    await _post(url, "wrong password!", "127.0.0.3", {"X-Forwarded-For": "192.0.2.1"})
+    addresses = _addresses_in_audit()
+    assert addresses == {"203.0.113.5", "127.0.0.1", "127.0.0.3"}, addresses
+    text = repr([r.fields for r in AuditLog().query()])
+    assert "<script>" not in text and "<img" not in text and "192.0.2.1" not in text
+
+
+async def test_spoofed_forwarded_for_gives_no_extra_guesses(proxied, tmp_path):
+    """Choosing an address per request through the header does not get past the link lock."""
+    created, _ = await _share(tmp_path, 1000)
+    url = created["links"][0]["url"]
+    statuses = await asyncio.gather(*(
+        _post(url, "wrong password!", "127.0.0.4", {"X-Forwarded-For": f"10.9.{i}.1"})
+        for i in range(25)
+    ))
+    assert len(AuditLog().query(event="share.password_failed")) == 5
+    assert sum(1 for s, _ in statuses if s == 429) == 20
+
+
+async def test_serve_refuses_a_bad_trusted_proxy_with_one_line(ferry_home):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tui", "serve", "--listen", "127.0.0.1:0",
+        "--trusted-proxy", "10.0.0.0/8", "<script>", cwd=ROOT, env=dict(os.environ),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 3
+    assert "is not an IP address or CIDR network" in err.decode()
+    assert "Traceback" not in err.decode()
+
+
+# -- finding 7: revoke stops a running download ------------------------------------------
+async def _slow_reader(url: str, got: list[int], started: asyncio.Event,
+                       body: bytes = b"password=correct+horse+battery") -> str:
+    """A recipient reading about 400 KiB/s through a small receive buffer (so what it gets
+    is what the service is still sending, not a backlog in the client's kernel)."""
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.bind(("127.0.0.5", 0))
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (host, int(port)))
+    await loop.sock_sendall(sock, (
+        f"POST /{url.split('/', 3)[3]}/download HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+    try:
+        head = await asyncio.wait_for(loop.sock_recv(sock, 4096), 10)
+        assert head.startswith(b"HTTP/1.1 200"), head[:100]
+        while True:
+            try:
+                chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), 10)
+            except ConnectionResetError:
+                return "cut"
+            if not chunk:
+                return "cut"
+            got.append(len(chunk))
+            started.set()
+            await asyncio.sleep(0.01)
+    finally:
+        sock.close()
+
+
+def _blob_path(home: Path, share_id: str) -> Path:
+    con = sqlite3.connect(home / "state" / "shares.sqlite")
+    (blob_id,) = con.execute("SELECT blob_id FROM shares WHERE id=?", (share_id,)).fetchone()
+    con.close()
+    return home / "shares" / "blobs" / f"{blob_id}.fcx"
+
+
+async def test_revoke_stops_a_running_download_within_a_second(svc, ferry_home, tmp_path):
+    created, data = await _share(tmp_path, 40 * 1024 * 1024)
+    share_id = created["share"]["id"]
+    blob = _blob_path(ferry_home, share_id)
+    got: list[int] = []
+    started = asyncio.Event()
+    reader = asyncio.create_task(_slow_reader(created["links"][0]["url"], got, started))
+    await asyncio.wait_for(started.wait(), 10)
+    await ShareClient().revoke(share_id)
+    at_revoke = sum(got)
+    outcome = await asyncio.wait_for(reader, 2)  # the stream ends, it does not run on
+    assert outcome == "cut"
+    # what was still in socket buffers may arrive; nothing like the rest of the file
+    assert sum(got) - at_revoke < 1024 * 1024 and sum(got) < len(data) // 4
+    assert not blob.exists()
+    events = [r.event for r in AuditLog().query(event="share.*")]
+    assert "share.purged" in events and "share.downloaded" not in events
+
+
+async def test_expiry_stops_a_running_download(svc, ferry_home, tmp_path):
+    created, data = await _share(tmp_path, 40 * 1024 * 1024, expires="3s")
+    got: list[int] = []
+    started = asyncio.Event()
+    reader = asyncio.create_task(_slow_reader(created["links"][0]["url"], got, started))
+    await asyncio.wait_for(started.wait(), 10)
+    outcome = await asyncio.wait_for(reader, 6)  # expires 3 s after creation
+    assert outcome == "cut" and sum(got) < len(data) // 4
+    await ShareClient().purge()
+    assert not _blob_path(ferry_home, created["share"]["id"]).exists()
