@@ -235,3 +235,112 @@ async def test_expiry_stops_a_running_download(svc, ferry_home, tmp_path):
     assert outcome == "cut" and sum(got) < len(data) // 4
     await ShareClient().purge()
     assert not _blob_path(ferry_home, created["share"]["id"]).exists()
+
+
+# -- findings 8-12: HEAD, Range, the browser form, missing blobs, odd headers -------------
+async def _raw(url: str, request: bytes, address: str = "127.0.0.1") -> bytes:
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port), local_addr=(address, 0))
+    writer.write(request)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 20)
+    writer.close()
+    return data
+
+
+async def test_head_sends_headers_only_and_uses_no_allowance(svc, tmp_path):
+    created, data = await _share(tmp_path, 100_000, max_downloads=1)
+    url = created["links"][0]["url"] + "/download"
+    async with session_from() as s:  # a browser: the form sets the ticket cookie
+        async with s.post(url, data={"password": PASSWORD, "browser": "1"},
+                          allow_redirects=False) as resp:
+            assert resp.status == 303
+            ticket = {"Cookie": f"ferry_dl={resp.cookies['ferry_dl'].value}"}
+        for _ in range(10):
+            async with s.head(url, headers=ticket) as resp:
+                assert resp.status == 200 and await resp.read() == b""
+                assert resp.headers["Content-Length"] == str(len(data))
+        shown = await ShareClient().show(created["share"]["id"])
+        assert shown["downloads"] == 0 and shown["status"] == "active"
+        assert not AuditLog().query(event="share.download*")
+        async with s.get(url, headers=ticket) as resp:
+            assert resp.status == 200 and await resp.read() == data
+
+
+async def test_range_header_edge_cases_never_give_5xx(svc, tmp_path):
+    created, data = await _share(tmp_path, 5000, password=None)
+    url = created["links"][0]["url"] + "/download"
+    async with session_from() as s, s.post(
+        url, data={"password": created["password"], "browser": "1"}, allow_redirects=False
+    ) as resp:
+        cookie = resp.cookies["ferry_dl"].value
+    cases = {
+        "bytes=" + "9" * 5000 + "-": 416,  # past the end, however long
+        "bytes=0-" + "9" * 5000: 200,  # to the end (shown as a 206 of the whole file)
+        "bytes=-" + "9" * 5000: 206,
+        "bytes=\u0661\u0662-": 200,  # Arabic-Indic digits: not a range, whole file
+        "bytes=0-9,20-29": 200,  # multi-range: the whole file (documented)
+        "bytes=-0": 416,
+        "bytes=10-5": 416,
+    }
+    for header, want in cases.items():
+        async with session_from() as s, s.get(
+            url, headers={"Range": header, "Cookie": f"ferry_dl={cookie}"}
+        ) as resp:
+            body = await resp.read()
+        assert resp.status == want or (want == 200 and resp.status == 206), (header, resp.status)
+        if resp.status in (200, 206) and "," not in header and header[-2:] != "-0":
+            assert data.endswith(body)
+
+
+async def test_browser_form_fifth_wrong_password_is_429_not_500(svc, tmp_path):
+    created, _ = await _share(tmp_path, 1000)
+    url = created["links"][0]["url"] + "/download"
+    statuses = []
+    async with session_from() as s:
+        for _ in range(7):
+            async with s.post(url, data={"password": "wrong password!", "browser": "1"},
+                              allow_redirects=False) as resp:
+                statuses.append(resp.status)
+                page = await resp.text()
+    assert statuses[:4] == [403] * 4 and set(statuses[4:]) <= {403, 429}
+    assert statuses[-1] == 429 and "Too many" in page
+
+
+async def test_missing_blob_is_an_error_before_headers_and_marks_the_share_broken(
+    svc, ferry_home, tmp_path
+):
+    created, _ = await _share(tmp_path, 50_000)
+    share_id = created["share"]["id"]
+    _blob_path(ferry_home, share_id).unlink()
+    status, body = await _post(created["links"][0]["url"], PASSWORD)
+    assert status == 410 and b"missing or damaged" in body
+    listed = {s["id"]: s for s in await ShareClient().list()}
+    assert listed[share_id]["status"] == "broken"
+    rows = AuditLog().query(event="share.broken")
+    assert len(rows) == 1 and "missing" in rows[0].fields["reason"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tui", "share", "list", cwd=ROOT, env=dict(os.environ),
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert "broken" in out.decode()
+
+
+async def test_damaged_blob_is_refused_before_any_byte(svc, ferry_home, tmp_path):
+    created, _ = await _share(tmp_path, 50_000)
+    blob = _blob_path(ferry_home, created["share"]["id"])
+    raw = bytearray(blob.read_bytes())
+    raw[200] ^= 0xFF
+    blob.write_bytes(bytes(raw))
+    status, body = await _post(created["links"][0]["url"], PASSWORD)
+    assert status == 410 and b"missing or damaged" in body
+    assert (await ShareClient().show(created["share"]["id"]))["status"] == "broken"
+
+
+async def test_non_ascii_authorization_header_is_401(svc):
+    host = svc.url.split("//")[1]
+    for value in ("Bearer \u00e9\u00e8".encode(), b"Bearer \xff\xfe", "Bearer 日本".encode()):
+        answer = await _raw(svc.url, b"GET /api/shares HTTP/1.1\r\nHost: " + host.encode()
+                            + b"\r\nAuthorization: " + value + b"\r\nConnection: close\r\n\r\n")
+        assert answer.split(b"\r\n", 1)[0] in (b"HTTP/1.1 401 Unauthorized",
+                                               b"HTTP/1.1 400 Bad Request"), answer[:80]
