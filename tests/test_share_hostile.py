@@ -344,3 +344,99 @@ async def test_non_ascii_authorization_header_is_401(svc):
                             + b"\r\nAuthorization: " + value + b"\r\nConnection: close\r\n\r\n")
         assert answer.split(b"\r\n", 1)[0] in (b"HTTP/1.1 401 Unauthorized",
                                                b"HTTP/1.1 400 Bad Request"), answer[:80]
+
+
+# -- finding 13: timeouts and connection limits ---------------------------------------------
+@pytest.fixture
+async def strict(ferry_home: Path) -> AsyncIterator[ServiceHandle]:
+    from backend.shares.limits import Limits
+
+    limits = Limits(header_timeout=1.0, body_timeout=1.0, write_timeout=1.0,
+                    max_connections_per_address=4)
+    handle, _ = await start_share_service("127.0.0.1:0", purge_interval=3600, limits=limits)
+    try:
+        yield handle
+    finally:
+        await stop_share_service(handle)
+
+
+async def _connect(url: str, address: str = "127.0.0.1"):
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    return await asyncio.open_connection(host, int(port), local_addr=(address, 0))
+
+
+async def test_slow_headers_are_dropped_with_a_log_line(strict, caplog):
+    reader, writer = await _connect(strict.url, "127.0.0.21")
+    t0 = asyncio.get_running_loop().time()
+    closed_after = None
+    for byte in b"GET /s/" + b"A" * 43 + b" HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n":
+        if reader.at_eof():
+            break
+        try:
+            writer.write(bytes([byte]))
+            await writer.drain()
+        except ConnectionError:
+            break
+        await asyncio.sleep(0.1)
+        if asyncio.get_running_loop().time() - t0 > 5:
+            break
+    data = await asyncio.wait_for(reader.read(), 5)
+    closed_after = asyncio.get_running_loop().time() - t0
+    writer.close()
+    assert b"HTTP/1.1 200" not in data and closed_after < 3
+    assert any("dropped slow client 127.0.0.21" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_idle_connection_is_closed(strict):
+    reader, writer = await _connect(strict.url)
+    assert await asyncio.wait_for(reader.read(), 4) == b""
+    writer.close()
+
+
+async def test_a_slow_body_is_refused_with_408(strict, tmp_path, caplog):
+    created, _ = await _share(tmp_path, 1000)
+    path = "/" + created["links"][0]["url"].split("/", 3)[3] + "/download"
+    reader, writer = await _connect(strict.url, "127.0.0.22")
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                 "application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\npass".encode())
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 408")
+    assert any("request body not received" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_reader_that_stops_is_dropped(strict, tmp_path, caplog):
+    created, _ = await _share(tmp_path, 30 * 1024 * 1024)
+    path = "/" + created["links"][0]["url"].split("/", 3)[3] + "/download"
+    host, port = strict.url.split("//")[1].split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    _reader, writer = await asyncio.open_connection(sock=sock)
+    body = b"password=correct+horse+battery"
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-"
+                 f"urlencoded\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    await writer.drain()
+    for _ in range(60):  # read nothing: the service must give up on us
+        await asyncio.sleep(0.1)
+        if any("made no progress" in r.getMessage() for r in caplog.records):
+            break
+    writer.close()
+    assert any("made no progress" in r.getMessage() for r in caplog.records)
+    await asyncio.sleep(0.2)
+    rows = AuditLog().query(event="share.download_partial")
+    assert rows and rows[0].fields["bytes"] < 30 * 1024 * 1024
+
+
+async def test_connections_per_address_are_capped(strict):
+    held = [await _connect(strict.url, "127.0.0.23") for _ in range(4)]
+    reader, writer = await _connect(strict.url, "127.0.0.23")
+    answer = await asyncio.wait_for(reader.read(), 3)
+    assert answer.startswith(b"HTTP/1.1 429")
+    writer.close()
+    status, _, _ = await _get(strict.url + JUNK, "127.0.0.24")  # others are served
+    assert status == 404
+    for _, w in held:
+        w.close()

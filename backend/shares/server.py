@@ -232,7 +232,7 @@ async def start_share_service(
     app = build_app(service, token, trust_proxy=trust_proxy, trusted_proxies=trusted_proxies,
                     proxy_header=proxy_header, smtp=smtp, limits=limits)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0,
-                           keepalive_timeout=limits.header_timeout)
+                           keepalive_timeout=limits.header_timeout * 2)  # backstop
     await runner.setup()
     site = GuardedSite(runner, host, port, limits=limits, proxies=app[OPTIONS]["proxies"],
                        guards=app[OPTIONS]["guards"], ssl_context=ssl_ctx, backlog=256)
