@@ -440,3 +440,55 @@ async def test_connections_per_address_are_capped(strict):
     assert status == 404
     for _, w in held:
         w.close()
+
+
+# -- finding 14: TLS and input details -----------------------------------------------------
+async def test_self_signed_certificate_is_a_server_leaf(ferry_home):
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    handle, _ = await start_share_service("127.0.0.1:0", tls_self_signed=True)
+    await stop_share_service(handle)
+    cert = x509.load_pem_x509_certificate((ferry_home / "share-tls" / "cert.pem").read_bytes())
+    basic = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert basic.critical and basic.value.ca is False
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and not usage.key_cert_sign
+
+
+@pytest.mark.parametrize("email", [
+    "x@-.-", "a..b@example.org", "a@example..org", "@example.org", "a@",
+    "a@exa mple.org", "a@[127.0.0.1]", "a@example.org\u200b", "\u202ea@example.org",
+])
+async def test_bad_recipient_addresses_are_refused(svc, tmp_path, email):
+    from backend.errors import ShareError
+
+    with pytest.raises(ShareError, match="recipient"):
+        await _share(tmp_path, 100, recipients=[email])
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("name", "invoice\u202eexe.pdf"),  # right-to-left override: shows as "invoicefdp.exe"
+    ("name", "report\u200b.pdf"),  # zero-width space
+    ("name", "\u200fmanual.pdf"),  # right-to-left mark
+    ("name", "a\u2066b.pdf"),  # bidi isolate
+    ("message", "please open \u200fthe file"),  # right-to-left mark
+    ("message", "hidden\u2060joiner"),  # word joiner
+    ("message", "filler \u3164 text"),  # Hangul filler renders blank
+])
+async def test_invisible_characters_are_refused_in_names_and_messages(svc, tmp_path, field,
+                                                                     value):
+    from backend.errors import ShareError
+
+    with pytest.raises(ShareError, match="control character"):
+        await _share(tmp_path, 100, **{field: value})
+    assert await ShareClient().list() == []
+
+
+async def test_ordinary_international_text_is_still_accepted(svc, tmp_path):
+    created, _ = await _share(tmp_path, 100, name="Bericht für Dr. Müller – 日本.pdf",
+                              message="Hello,\n\tthe scans are attached. Ça va?",
+                              recipients=["dr.jones@example.org"])
+    assert created["share"]["name"] == "Bericht für Dr. Müller – 日本.pdf"
