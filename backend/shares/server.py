@@ -36,6 +36,27 @@ from backend.shares.web import OPTIONS, build_app
 log = logging.getLogger("ferry.shares.server")
 
 DEFAULT_LISTEN = "127.0.0.1:8750"
+
+
+class _ClientErrorFilter(logging.Filter):
+    """aiohttp logs every malformed request (a client's fault, answered 400) as an ERROR with
+    a traceback; make it one INFO line so the log keeps tracebacks for real faults."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500:
+            first = (exc.message or "").strip().splitlines()
+            record.msg = "refused a malformed request from %s: %s"
+            record.args = (record.args[0] if record.args else "?", first[0] if first else "")
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+http_log = logging.getLogger("ferry.shares.http")
+http_log.addFilter(_ClientErrorFilter())
 PURGE_INTERVAL = 300.0
 
 
@@ -232,6 +253,7 @@ async def start_share_service(
     app = build_app(service, token, trust_proxy=trust_proxy, trusted_proxies=trusted_proxies,
                     proxy_header=proxy_header, smtp=smtp, limits=limits)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0,
+                           logger=http_log,
                            keepalive_timeout=limits.header_timeout * 2)  # backstop
     await runner.setup()
     site = GuardedSite(runner, host, port, limits=limits, proxies=app[OPTIONS]["proxies"],

@@ -75,21 +75,43 @@ def build_app(
         "tasks": set(),
         "closing": asyncio.Event(),  # set on shutdown: long polls answer at once
     }
-    app.router.add_get("/", _index)
-    app.router.add_get(f"/s/{{token:{_TOKEN_RE}}}", recipient_page)
-    app.router.add_post(f"/s/{{token:{_TOKEN_RE}}}/download", download_post)
-    app.router.add_get(f"/s/{{token:{_TOKEN_RE}}}/download", download_get)
-    app.router.add_get("/api/health", api_health)
-    app.router.add_post("/api/shares/validate", api_validate)
-    app.router.add_post("/api/shares", api_create)
-    app.router.add_get("/api/shares", api_list)
-    app.router.add_get("/api/shares/{id}", api_show)
-    app.router.add_post("/api/shares/{id}/revoke", api_revoke)
-    app.router.add_post("/api/shares/{id}/extend", api_extend)
-    app.router.add_post("/api/shares/{id}/recipients", api_add_recipient)
-    app.router.add_post("/api/purge", api_purge)
-    app.router.add_get("/api/events", api_events)
+    routes = [
+        ("GET", "/", _index),
+        ("GET", f"/s/{{token:{_TOKEN_RE}}}", recipient_page),
+        ("POST", f"/s/{{token:{_TOKEN_RE}}}/download", download_post),
+        ("GET", f"/s/{{token:{_TOKEN_RE}}}/download", download_get),
+        ("GET", "/api/health", api_health),
+        ("POST", "/api/shares/validate", api_validate),
+        ("POST", "/api/shares", api_create),
+        ("GET", "/api/shares", api_list),
+        ("GET", "/api/shares/{id}", api_show),
+        ("POST", "/api/shares/{id}/revoke", api_revoke),
+        ("POST", "/api/shares/{id}/extend", api_extend),
+        ("POST", "/api/shares/{id}/recipients", api_add_recipient),
+        ("POST", "/api/purge", api_purge),
+        ("GET", "/api/events", api_events),
+    ]
+    for method, path, handler in routes:
+        if method == "GET":
+            app.router.add_get(path, handler, expect_handler=_expect)
+        else:
+            app.router.add_route(method, path, handler, expect_handler=_expect)
+    # everything else (unknown paths, other methods) also goes through _expect, not aiohttp's
+    app.router.add_route("*", "/{tail:.*}", _not_found, expect_handler=_expect)
     return app
+
+
+async def _expect(request: web.Request) -> None:
+    """``Expect: 100-continue`` as aiohttp does it, but an unknown value is a plain 417
+    (aiohttp's own handler echoes the value and fails with a 500 on non-UTF-8 bytes)."""
+    expect = request.headers.get("Expect", "")
+    if request.version != (1, 1):
+        return
+    if expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+        return
+    raise web.HTTPExpectationFailed(text="unsupported Expect header")
 
 
 # -- middlewares ----------------------------------------------------------------------------
@@ -207,6 +229,10 @@ def _is_secure(request: web.Request) -> bool:
 
 
 # -- recipient side ---------------------------------------------------------------------------
+async def _not_found(request: web.Request) -> web.Response:
+    raise web.HTTPNotFound()
+
+
 async def _index(request: web.Request) -> web.Response:
     return _html(200, pages.message_page("Ferry", "Open the link you were sent."))
 
