@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import logging
 import os
+import time
 import unicodedata
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,6 +56,7 @@ CHECK_LEASE_SECONDS = 30.0  # a password check that never finished stops blockin
 CHECK_WAIT_SECONDS = 10.0  # how long a request waits for another check of the same link
 WATCH_SECONDS = 0.5  # how often running downloads are checked against revoke/expiry
 STOP_WAIT_SECONDS = 1.0  # how long revoke/purge waits for cancelled downloads to end
+VERIFIED_SECONDS = 60.0  # a right password is remembered (as an HMAC) this long per link
 
 
 class LinkError(ShareError):
@@ -182,6 +185,8 @@ class ShareService:
         self.refusals = RefusalAggregator(lambda event, f: self._audit(event, actor="anonymous",
                                                                         **f))
         self._checks: dict[str, _Gate] = {}
+        self._verified: dict[str, tuple[bytes, float]] = {}
+        self._verified_key = os.urandom(32)
         self._streams: dict[str, set[Download]] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._io = ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 1) + 4),
@@ -493,6 +498,8 @@ class ShareService:
         if recipient.locked_until is not None and recipient.locked_until > now:
             wait = int((recipient.locked_until - now).total_seconds()) + 1
             raise self._locked(share, recipient, address, wait, "link")
+        if password and self._recently_verified(recipient.id, password):
+            return Download(share, recipient)  # the same right password again: no argon2
         gate = self._checks.setdefault(recipient.id, _Gate())
         gate.users += 1
         try:
@@ -510,8 +517,28 @@ class ShareService:
             if not gate.users:
                 self._checks.pop(recipient.id, None)
 
+    def _password_tag(self, recipient_id: str, password: str) -> bytes:
+        return hmac.digest(self._verified_key, f"{recipient_id}\0{password}".encode(
+            "utf-8", "surrogatepass"), "sha256")
+
+    def _recently_verified(self, recipient_id: str, password: str) -> bool:
+        """True if this exact password was checked right for this link in the last
+        VERIFIED_SECONDS (kept in memory only as an HMAC under a per-process key): many
+        parallel downloads of one link do not queue for one argon2 check each. A wrong
+        password never matches, so every guess still costs a counted check."""
+        entry = self._verified.get(recipient_id)
+        if entry is None:
+            return False
+        tag, until = entry
+        if time.monotonic() >= until:
+            self._verified.pop(recipient_id, None)
+            return False
+        return hmac.compare_digest(tag, self._password_tag(recipient_id, password))
+
     async def _check_password(self, share: Share, recipient: Recipient, password: str,
                               address: str, pair: tuple[str, str]) -> Download:
+        if password and self._recently_verified(recipient.id, password):
+            return Download(share, recipient)  # checked right while we waited
         now = self.clock()
         attempt = self.store.reserve_password_check(
             recipient.id, now=now, check_until=now + timedelta(seconds=CHECK_LEASE_SECONDS),
@@ -534,6 +561,12 @@ class ShareService:
                 self.store.finish_password_check(recipient.id, ok=True, locked_until=None,
                                                  reset_at=None)
                 recorded = True
+                if len(self._verified) > 10000:
+                    self._verified.clear()
+                self._verified[recipient.id] = (
+                    self._password_tag(recipient.id, password),
+                    time.monotonic() + VERIFIED_SECONDS,
+                )
                 return Download(share, recipient)
             wait = lock_seconds(attempt)
             locked_until = now + timedelta(seconds=wait) if wait else None
