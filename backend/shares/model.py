@@ -1,6 +1,8 @@
 """Share and Recipient records, and the status rules.
 
-A share is active, expired, revoked, exhausted (every link used up) or purged (deleted).
+A share is active, expired, revoked, exhausted (every link used up), broken (its stored file
+is missing or damaged: nothing can be served; kept for the operator to see until it expires or
+is revoked) or purged (deleted).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class Share:
     revoked_at: datetime | None = None
     purged_at: datetime | None = None
     purge_reason: str | None = None
+    broken_at: datetime | None = None
+    broken_reason: str | None = None
     recipients: list[Recipient] = field(default_factory=list)
 
     def recipient_exhausted(self, r: Recipient) -> bool:
@@ -66,6 +70,8 @@ class Share:
             return "revoked"
         if now >= self.expires_at:
             return "expired"
+        if self.broken_at is not None:
+            return "broken"
         if self.recipients and all(self.recipient_exhausted(r) for r in self.recipients):
             return "exhausted"
         return "active"

@@ -29,12 +29,34 @@ from backend.errors import ConfigError, ShareError
 from backend.fsutil import atomic_write, ensure_private_dir
 from backend.netaddr import is_loopback
 from backend.shares import notify
+from backend.shares.limits import GuardedSite, Limits
 from backend.shares.service import ShareService
-from backend.shares.web import build_app
+from backend.shares.web import OPTIONS, build_app
 
 log = logging.getLogger("ferry.shares.server")
 
 DEFAULT_LISTEN = "127.0.0.1:8750"
+
+
+class _ClientErrorFilter(logging.Filter):
+    """aiohttp logs every malformed request (a client's fault, answered 400) as an ERROR with
+    a traceback; make it one INFO line so the log keeps tracebacks for real faults."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500:
+            first = (exc.message or "").strip().splitlines()
+            record.msg = "refused a malformed request from %s: %s"
+            record.args = (record.args[0] if record.args else "?", first[0] if first else "")
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+http_log = logging.getLogger("ferry.shares.http")
+http_log.addFilter(_ClientErrorFilter())
 PURGE_INTERVAL = 300.0
 
 
@@ -78,7 +100,7 @@ def self_signed_cert(hosts: list[str]) -> tuple[Path, Path]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     directory = tls_dir()
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
@@ -89,7 +111,12 @@ def self_signed_cert(hosts: list[str]) -> tuple[Path, Path]:
         have = {str(v) for v in san.get_values_for_type(x509.DNSName)} | {
             str(v) for v in san.get_values_for_type(x509.IPAddress)
         }
-        if set(names) <= have and cert.not_valid_after_utc > dt.datetime.now(dt.UTC):
+        try:
+            leaf = not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            leaf = False
+        if (leaf and set(names) <= have
+                and cert.not_valid_after_utc > dt.datetime.now(dt.UTC)):
             return cert_path, key_path
     key = ec.generate_private_key(ec.SECP256R1())
     alt: list[x509.GeneralName] = []
@@ -109,7 +136,15 @@ def self_signed_cert(hosts: list[str]) -> tuple[Path, Path]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=365))
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        # a leaf, not a CA: it cannot be used to sign other certificates if trusted
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False,
+            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
         .sign(key, hashes.SHA256())
     )
     atomic_write(
@@ -139,6 +174,16 @@ class ServiceHandle:
     info_file: Path | None = None
 
 
+async def _refusals_loop(service: ShareService) -> None:
+    """Write the aggregated counts of refused requests once their minute has ended."""
+    while True:
+        await asyncio.sleep(5)
+        try:
+            service.refusals.flush()
+        except Exception:
+            log.exception("could not write refused-request counts")
+
+
 async def _purge_loop(service: ShareService, interval: float) -> None:
     while True:
         try:
@@ -158,13 +203,18 @@ async def start_share_service(
     tls_key: str | Path | None = None,
     tls_self_signed: bool = False,
     trust_proxy: bool = False,
+    trusted_proxies: list[str] | tuple[str, ...] = (),
+    proxy_header: str = "x-forwarded-for",
+    limits: Limits | None = None,
     purge_interval: float = PURGE_INTERVAL,
     write_info: bool = True,
     service: ShareService | None = None,
 ) -> tuple[ServiceHandle, str]:
     """Start the share service on the running loop. ``listen`` may use port 0 (any free port).
 
-    Returns ``(handle, url)`` where ``url`` is the base URL it listens on.
+    Returns ``(handle, url)`` where ``url`` is the base URL it listens on. ``trusted_proxies``
+    are the networks (CIDR) whose forwarding header (``proxy_header``) gives the client
+    address; ``trust_proxy`` is the old spelling of "the loopback networks".
     """
     host, port = parse_listen(listen)
     if (tls_cert is None) != (tls_key is None):
@@ -199,10 +249,16 @@ async def start_share_service(
     smtp = notify.load_smtp()
     if service is None:
         service = ShareService(public_url=public_url or "http://placeholder")
-    app = build_app(service, token, trust_proxy=trust_proxy, smtp=smtp)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0)
+    limits = limits or Limits()
+    app = build_app(service, token, trust_proxy=trust_proxy, trusted_proxies=trusted_proxies,
+                    proxy_header=proxy_header, smtp=smtp, limits=limits)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0,
+                           logger=http_log,
+                           keepalive_timeout=limits.header_timeout * 2)  # backstop
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx, backlog=256)
+    site = GuardedSite(runner, host, port, limits=limits, proxies=app[OPTIONS]["proxies"],
+                       guards=app[OPTIONS]["guards"], ssl_context=ssl_ctx, backlog=256)
+    site.on_refused = lambda peer: service.refusals.refused("share.connection_refused", peer)
     try:
         await site.start()
     except OSError as exc:
@@ -216,6 +272,7 @@ async def start_share_service(
     with contextlib.suppress(OSError):
         service.blobs.cleanup_partial()  # type: ignore[attr-defined]
     handle.tasks.append(asyncio.create_task(_purge_loop(service, purge_interval)))
+    handle.tasks.append(asyncio.create_task(_refusals_loop(service)))
     if write_info:
         handle.info_file = service_info_file()
         atomic_write(
@@ -228,8 +285,6 @@ async def start_share_service(
 
 
 async def stop_share_service(handle: ServiceHandle) -> None:
-    from backend.shares.web import OPTIONS
-
     handle.runner.app[OPTIONS]["closing"].set()
     pending = list(handle.runner.app[OPTIONS]["tasks"])
     if pending:  # e-mails being sent: give them a moment to finish
@@ -240,6 +295,7 @@ async def stop_share_service(handle: ServiceHandle) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
     await handle.runner.cleanup()
+    handle.service.refusals.flush(force=True)
     if handle.info_file is not None:
         with contextlib.suppress(OSError):
             data = json.loads(handle.info_file.read_text())

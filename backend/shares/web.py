@@ -6,7 +6,9 @@ Recipient side (no JavaScript, strict CSP, autoescaped HTML):
 * ``POST /s/<token>/download``   ``password=...``: streams the file (``curl -d password=PW``);
   from the HTML form (``browser=1``) it sets a short-lived signed ticket cookie and redirects
   to ``GET /s/<token>/download``, so a browser can pause and resume the download;
-* both download forms honour ``Range: bytes=N-[M]``; a download counts once its last byte is sent.
+* both download forms honour ``Range: bytes=N-[M]`` and ``bytes=-N`` (one range; a multi-range
+  request gets the whole file); ``HEAD`` answers the headers only and uses no allowance;
+  a download counts once every byte of the file has been delivered to that link.
 
 Admin API (JSON, ``Authorization: Bearer <token>`` from ``$FERRY_HOME/share-admin.token``):
 ``GET /api/health``, ``POST /api/shares/validate``, ``POST /api/shares`` (raw body = the file,
@@ -24,6 +26,8 @@ import hmac
 import json
 import logging
 import re
+import socket
+import struct
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,9 +35,10 @@ from typing import Any
 from aiohttp import web
 
 from backend.errors import FerryError, ShareError
-from backend.netaddr import is_loopback
 from backend.shares import notify, pages
+from backend.shares.limits import Limits
 from backend.shares.policy import parse_duration
+from backend.shares.proxy import LOOPBACK, ProxyConfig
 from backend.shares.service import CHUNK, Download, LinkError, ShareService
 
 log = logging.getLogger("ferry.shares.web")
@@ -42,7 +47,8 @@ SERVICE_KEY = web.AppKey("share_service", ShareService)
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 OPTIONS = web.AppKey("options", dict)
 TICKET_COOKIE = "ferry_dl"
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.ASCII)
+_BIG = 10**19  # any number longer than 19 digits is past the end of every file
 _TOKEN_RE = r"[A-Za-z0-9_\-]{20,100}" # noqa: S105  (a URL pattern, not a secret)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -50,35 +56,78 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def build_app(
     service: ShareService, admin_token: str, *, trust_proxy: bool = False,
-    smtp: notify.SmtpSettings | None = None,
+    trusted_proxies: list[str] | tuple[str, ...] = (), proxy_header: str = "x-forwarded-for",
+    smtp: notify.SmtpSettings | None = None, limits: Limits | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[_security_headers, _admin_auth])
+    """The app. ``trusted_proxies`` (CIDRs) are the peers whose forwarding header is read;
+    ``trust_proxy`` (the old flag) means the loopback networks."""
+    nets = list(trusted_proxies) + (list(LOOPBACK) if trust_proxy else [])
+    limits = limits or Limits()
+    app = web.Application(middlewares=[_track_requests, _security_headers, _admin_auth],
+                          client_max_size=limits.max_form_bytes)
     app[SERVICE_KEY] = service
     app[ADMIN_TOKEN] = admin_token
     app[OPTIONS] = {
-        "trust_proxy": trust_proxy,
+        "proxies": ProxyConfig.build(nets, proxy_header),
+        "limits": limits,
+        "guards": {},  # transport -> connection guard (backend/shares/limits.py)
         "smtp": smtp,
         "tasks": set(),
         "closing": asyncio.Event(),  # set on shutdown: long polls answer at once
     }
-    app.router.add_get("/", _index)
-    app.router.add_get(f"/s/{{token:{_TOKEN_RE}}}", recipient_page)
-    app.router.add_post(f"/s/{{token:{_TOKEN_RE}}}/download", download_post)
-    app.router.add_get(f"/s/{{token:{_TOKEN_RE}}}/download", download_get)
-    app.router.add_get("/api/health", api_health)
-    app.router.add_post("/api/shares/validate", api_validate)
-    app.router.add_post("/api/shares", api_create)
-    app.router.add_get("/api/shares", api_list)
-    app.router.add_get("/api/shares/{id}", api_show)
-    app.router.add_post("/api/shares/{id}/revoke", api_revoke)
-    app.router.add_post("/api/shares/{id}/extend", api_extend)
-    app.router.add_post("/api/shares/{id}/recipients", api_add_recipient)
-    app.router.add_post("/api/purge", api_purge)
-    app.router.add_get("/api/events", api_events)
+    routes = [
+        ("GET", "/", _index),
+        ("GET", f"/s/{{token:{_TOKEN_RE}}}", recipient_page),
+        ("POST", f"/s/{{token:{_TOKEN_RE}}}/download", download_post),
+        ("GET", f"/s/{{token:{_TOKEN_RE}}}/download", download_get),
+        ("GET", "/api/health", api_health),
+        ("POST", "/api/shares/validate", api_validate),
+        ("POST", "/api/shares", api_create),
+        ("GET", "/api/shares", api_list),
+        ("GET", "/api/shares/{id}", api_show),
+        ("POST", "/api/shares/{id}/revoke", api_revoke),
+        ("POST", "/api/shares/{id}/extend", api_extend),
+        ("POST", "/api/shares/{id}/recipients", api_add_recipient),
+        ("POST", "/api/purge", api_purge),
+        ("GET", "/api/events", api_events),
+    ]
+    for method, path, handler in routes:
+        if method == "GET":
+            app.router.add_get(path, handler, expect_handler=_expect)
+        else:
+            app.router.add_route(method, path, handler, expect_handler=_expect)
+    # everything else (unknown paths, other methods) also goes through _expect, not aiohttp's
+    app.router.add_route("*", "/{tail:.*}", _not_found, expect_handler=_expect)
     return app
 
 
+async def _expect(request: web.Request) -> None:
+    """``Expect: 100-continue`` as aiohttp does it, but an unknown value is a plain 417
+    (aiohttp's own handler echoes the value and fails with a 500 on non-UTF-8 bytes)."""
+    expect = request.headers.get("Expect", "")
+    if request.version != (1, 1):
+        return
+    if expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+        return
+    raise web.HTTPExpectationFailed(text="unsupported Expect header")
+
+
 # -- middlewares ----------------------------------------------------------------------------
+@web.middleware
+async def _track_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Tell the connection guard a request is being handled (its header timer stops)."""
+    guard = request.app[OPTIONS]["guards"].get(request.transport)
+    if guard is None:
+        return await handler(request)
+    guard.request_started()
+    try:
+        return await handler(request)
+    finally:
+        guard.request_finished()
+
+
 @web.middleware
 async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -103,7 +152,8 @@ async def _admin_auth(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     given = request.headers.get("Authorization", "")
     expected = "Bearer " + request.app[ADMIN_TOKEN]
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    given_bytes = given.encode("utf-8", "surrogateescape")  # any header value, never a 500
+    if not hmac.compare_digest(given_bytes, expected.encode()):
         return _json({"error": "admin token missing or wrong"}, status=401)
     try:
         return await handler(request)
@@ -132,13 +182,23 @@ def _redirect(location: str) -> web.Response:
 
 
 def client_address(request: web.Request) -> str:
-    remote = request.remote or "unknown"
-    if request.app[OPTIONS]["trust_proxy"]:
-        loopback = is_loopback(remote)
-        forwarded = request.headers.get("X-Forwarded-For")
-        if loopback and forwarded:
-            return forwarded.split(",")[-1].strip()
-    return remote
+    """The client IP: the peer's, or a trusted proxy's header (backend/shares/proxy.py)."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return request.app[OPTIONS]["proxies"].client(peer[0] if peer else None, request.headers)
+
+
+async def _read_form(request: web.Request) -> Any:
+    """The request's form within the body timeout; a slow or oversized body is refused."""
+    limits: Limits = request.app[OPTIONS]["limits"]
+    try:
+        async with asyncio.timeout(limits.body_timeout):
+            return await request.post()
+    except TimeoutError:
+        log.warning("dropped slow client %s: request body not received within %.0f s",
+                    client_address(request), limits.body_timeout)
+        raise web.HTTPRequestTimeout() from None
+    except ValueError:
+        raise web.HTTPBadRequest(reason="unreadable form") from None
 
 
 def _link_error_page(exc: LinkError) -> web.Response:
@@ -169,6 +229,10 @@ def _is_secure(request: web.Request) -> bool:
 
 
 # -- recipient side ---------------------------------------------------------------------------
+async def _not_found(request: web.Request) -> web.Response:
+    raise web.HTTPNotFound()
+
+
 async def _index(request: web.Request) -> web.Response:
     return _html(200, pages.message_page("Ferry", "Open the link you were sent."))
 
@@ -196,15 +260,15 @@ async def download_post(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE_KEY]
     token = request.match_info["token"]
     address = client_address(request)
-    form = await request.post()
-    password = str(form.get("password", ""))
+    form = await _read_form(request)
+    password = form.get("password", "")
+    password = password if isinstance(password, str) else ""
     browser = form.get("browser") == "1"
     try:
         d = await service.authenticate(token, password, address)
     except LinkError as exc:
-        if browser and exc.status == 403:
-            share, _ = service.lookup(token, address)
-            return _html(403, _download_page(request, share, exc.message))
+        if browser and exc.status == 403 and exc.share is not None:
+            return _html(403, _download_page(request, exc.share, exc.message))
         return _link_error_page(exc)
     if browser:
         resp = _redirect(f"/s/{token}/download")
@@ -234,8 +298,29 @@ async def download_get(request: web.Request) -> web.StreamResponse:
     return await _send(request, d, address)
 
 
+def _hard_close(transport: asyncio.BaseTransport | None) -> None:
+    """Drop a connection NOW: with SO_LINGER 0 the kernel discards what it still holds to
+    send (megabytes on a fast link) and resets the connection, so a cancelled download
+    stops arriving at once instead of draining the socket buffer."""
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def _number(text: str) -> int:
+    return int(text) if len(text) <= 19 else _BIG
+
+
 def _parse_range(request: web.Request, d: Download) -> bool:
-    """Apply a ``Range`` header to ``d``; False if it cannot be satisfied."""
+    """Apply a ``Range`` header to ``d``; False if it cannot be satisfied (416).
+
+    One range of ASCII digits (``bytes=N-``, ``bytes=N-M``, ``bytes=-N``); anything else,
+    including a multi-range request, is ignored and the whole file is sent (RFC 9110 allows
+    a server to ignore Range)."""
     header = request.headers.get("Range")
     if not header:
         return True
@@ -243,15 +328,17 @@ def _parse_range(request: web.Request, d: Download) -> bool:
     if_range = request.headers.get("If-Range")
     if if_range and if_range != etag:
         return True
-    m = _RANGE.match(header.strip())
+    m = _RANGE.fullmatch(header.strip())
     size = d.share.size
     if not m or (not m.group(1) and not m.group(2)):
         return True  # unsupported (multi-range...): send the whole file
     if m.group(1):
-        start = int(m.group(1))
-        end = int(m.group(2)) if m.group(2) else size - 1
+        start = _number(m.group(1))
+        end = _number(m.group(2)) if m.group(2) else size - 1
     else:
-        start, end = max(0, size - int(m.group(2))), size - 1
+        start, end = max(0, size - _number(m.group(2))), size - 1
+        if _number(m.group(2)) == 0:
+            return False
     end = min(end, size - 1)
     if start > end or start >= size:
         return False
@@ -263,10 +350,7 @@ def _etag(d: Download) -> str:
     return f'"{d.share.id}-{d.share.sha256[:16]}"'
 
 
-async def _send(request: web.Request, d: Download, address: str) -> web.StreamResponse:
-    service = request.app[SERVICE_KEY]
-    if not _parse_range(request, d):
-        return web.Response(status=416, headers={"Content-Range": f"bytes */{d.share.size}"})
+def _download_response(d: Download) -> web.StreamResponse:
     ranged = d.start > 0 or d.end >= 0
     resp = web.StreamResponse(status=206 if ranged else 200)
     resp.content_type = "application/octet-stream"
@@ -277,25 +361,62 @@ async def _send(request: web.Request, d: Download, address: str) -> web.StreamRe
     if ranged:
         resp.headers["Content-Range"] = f"bytes {d.start}-{d.last}/{d.share.size}"
     _apply_headers(resp)
-    completed = False
-    stream = service.stream(d)
-    try:
+    return resp
+
+
+async def _send(request: web.Request, d: Download, address: str) -> web.StreamResponse:
+    service = request.app[SERVICE_KEY]
+    limits: Limits = request.app[OPTIONS]["limits"]
+    if not _parse_range(request, d):
+        return web.Response(status=416, headers={"Content-Range": f"bytes */{d.share.size}"})
+    if request.method == "HEAD":  # headers only: no slot, no bytes, nothing counted
+        resp = _download_response(d)
         await resp.prepare(request)
-        async for piece in stream:
-            await resp.write(piece)
         await resp.write_eof()
-        completed = True
-    except (ConnectionError, asyncio.CancelledError):
-        raise
-    except FerryError:
-        log.exception("download of share %s failed", d.share.id)
-        raise
+        return resp
+    try:
+        service.begin_download(d)  # the slot and the bytes are reserved before any byte
+    except LinkError as exc:
+        return _link_error_page(exc)
+    try:
+        try:
+            stream = await service.open_stream(d)  # a bad blob is found before any header
+        except LinkError as exc:
+            return _link_error_page(exc)
+        transport = request.transport
+        d.cancel = lambda: _hard_close(transport)
+        if d.cancelled:  # revoked while the blob was being opened
+            stream.close()
+            return _link_error_page(LinkError("this file has been deleted", status=410))
+        resp = _download_response(d)
+        try:
+            await resp.prepare(request)
+            async for piece in stream:
+                if d.cancelled:
+                    break
+                async with asyncio.timeout(limits.write_timeout):
+                    await resp.write(piece)
+                d.sent += len(piece)
+            if not d.cancelled:
+                await resp.write_eof()
+        except TimeoutError:
+            log.warning("dropped slow client %s: a download of share %s made no progress for "
+                        "%.0f s", address, d.share.id, limits.write_timeout)
+            _hard_close(request.transport)
+        except ConnectionError:
+            pass  # the recipient went away: a partial download, recorded below
+        except FerryError as exc:
+            log.error("download of share %s failed: %s", d.share.id, exc)
+            _hard_close(request.transport)
+        finally:
+            stream.close()
+        if d.cancelled:
+            _hard_close(request.transport)
+        return resp
     finally:
-        await stream.aclose()
-        counted = service.finish_download(d, completed, address)
+        counted = service.finish_download(d, address)
         if counted:
             _after_download(request.app, d)
-    return resp
 
 
 def _after_download(app: web.Application, d: Download) -> None:
@@ -356,13 +477,13 @@ def _options_from(request: web.Request, raw: Any) -> dict[str, Any]:
             "notify": bool(raw.get("notify")),
             "sender": str(raw.get("sender") or ""),
         }
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ShareError(f"bad share options: {exc}") from None
 
 
 async def api_validate(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
-    opts = _options_from(request, await request.json())
+    opts = _options_from(request, await _body(request))
     service.validate(**opts)
     if opts["notify"] and request.app[OPTIONS]["smtp"] is None:
         raise ShareError("--notify needs SMTP settings in smtp.toml on the share service")
@@ -373,15 +494,16 @@ async def api_create(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     header = request.headers.get("Ferry-Share-Options", "")
     try:
-        raw = json.loads(base64.urlsafe_b64decode(header.encode() + b"=" * (-len(header) % 4)))
-    except ValueError:
+        raw = json.loads(base64.urlsafe_b64decode(
+            header.encode("ascii") + b"=" * (-len(header) % 4)))
+    except (ValueError, RecursionError):
         raise ShareError("missing or unreadable Ferry-Share-Options header") from None
     opts = _options_from(request, raw)
     send_links = bool(raw.get("send_links"))
     smtp = request.app[OPTIONS]["smtp"]
     if send_links and smtp is None:
         raise ShareError("--send-links needs SMTP settings in smtp.toml on the share service")
-    created = await service.create_share(request.content.iter_chunked(CHUNK), **opts)
+    created = await service.create_share(_body_chunks(request), **opts)
     result = created.public()
     if send_links and smtp is not None:
         errors = []
@@ -400,6 +522,22 @@ async def api_create(request: web.Request) -> web.Response:
     return _json(result, status=201)
 
 
+async def _body_chunks(request: web.Request) -> Any:
+    """The upload body, each chunk within the body timeout (an idle upload is dropped)."""
+    limits: Limits = request.app[OPTIONS]["limits"]
+    while True:
+        try:
+            async with asyncio.timeout(limits.body_timeout):
+                chunk = await request.content.read(CHUNK)
+        except TimeoutError:
+            log.warning("dropped slow upload from %s: no data for %.0f s",
+                        client_address(request), limits.body_timeout)
+            raise ShareError("the upload stalled; nothing was shared") from None
+        if not chunk:
+            return
+        yield chunk
+
+
 async def api_list(request: web.Request) -> web.Response:
     return _json([s.public() for s in request.app[SERVICE_KEY].list_shares()])
 
@@ -409,9 +547,13 @@ async def api_show(request: web.Request) -> web.Response:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
+    limits: Limits = request.app[OPTIONS]["limits"]
     try:
-        data = await request.json()
-    except ValueError:
+        async with asyncio.timeout(limits.body_timeout):
+            data = await request.json()
+    except TimeoutError:
+        raise ShareError("the request body did not arrive in time") from None
+    except (ValueError, RecursionError):
         raise ShareError("request body must be JSON") from None
     if not isinstance(data, dict):
         raise ShareError("request body must be a JSON object")

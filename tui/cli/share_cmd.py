@@ -31,8 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-key", help="TLS private key (PEM)")
     p.add_argument("--tls-self-signed", action="store_true",
                    help="generate a self-signed certificate into $FERRY_HOME/share-tls")
+    p.add_argument("--trusted-proxy", nargs="+", default=[], metavar="CIDR",
+                   help="reverse proxies (addresses or networks) whose forwarding header gives "
+                        "the client address; nobody else's header is read")
+    p.add_argument("--proxy-header", choices=["x-forwarded-for", "forwarded"],
+                   default="x-forwarded-for",
+                   help="which header the trusted proxy sets (default %(default)s)")
     p.add_argument("--trust-proxy", action="store_true",
-                   help="take the client address from X-Forwarded-For (loopback proxy only)")
+                   help="old spelling of --trusted-proxy 127.0.0.0/8 ::1")
     p.set_defaults(func=cmd_serve)
 
     parser = sub.add_parser("share", help="expiring password-protected links to files")
@@ -111,6 +117,7 @@ async def _serve(args: argparse.Namespace) -> int:
     handle, url = await start_share_service(
         args.listen, public_url=args.public_url, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_self_signed=args.tls_self_signed, trust_proxy=args.trust_proxy,
+        trusted_proxies=args.trusted_proxy, proxy_header=args.proxy_header,
     )
     info(f"ferry share service listening on {url} (links: {handle.public_url}/s/...)")
     stop = asyncio.Event()
