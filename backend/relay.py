@@ -247,7 +247,7 @@ def download_leg(spec: RelaySpec, staging: Path, *, move: bool) -> JobSpec:
     )
 
 
-def _upload_of(job: JobRow) -> int | None:
+def follows(job: JobRow) -> int | None:
     """The download leg an upload leg follows (None: not an upload leg)."""
     if finishers.kind_of(job.spec.tag or "") != UP:
         return None
@@ -255,15 +255,26 @@ def _upload_of(job: JobRow) -> int | None:
     return origin if isinstance(origin, int) else None
 
 
+def same_relay(leg: JobSpec, spec: RelaySpec, *, move: bool) -> bool:
+    """Whether ``leg`` is the download leg of a relay of ``spec`` (an interrupted earlier run
+    of the same command, which should be resumed rather than started again)."""
+    if finishers.kind_of(leg.tag or "") != DOWN:
+        return False
+    detail = _detail(leg.tag)
+    return (leg.site == spec.source_site and leg.sources == list(spec.sources)
+            and detail.get("to") == spec.dest_site and detail.get("dest") == spec.destination
+            and detail.get("inside", True) == spec.inside and detail.get("move") == move)
+
+
 def next_leg(journal: Journal, job_id: int) -> int | None:
     """The upload leg the download leg ``job_id`` queued, if it has."""
-    return next((j.id for j in journal.job_rows() if _upload_of(j) == job_id), None)
+    return next((j.id for j in journal.job_rows() if follows(j) == job_id), None)
 
 
 def next_legs(journal: Journal, job_ids: Iterable[int]) -> list[int]:
     """The upload legs queued by any of ``job_ids`` (what a command must also wait for)."""
     wanted = set(job_ids)
-    return [j.id for j in journal.job_rows() if _upload_of(j) in wanted]
+    return [j.id for j in journal.job_rows() if follows(j) in wanted]
 
 
 async def finish_download(ended: finishers.Finished) -> str | None:
@@ -383,15 +394,10 @@ async def relay_copy(
     :class:`UsageError` for a bad spec before anything is transferred. Cancelling the task
     cancels the running leg when ``cancel_on_exit`` (else the relay stays queued).
     """
-    spec.validate()
-    with contextlib.suppress(OSError):
-        sweep_stale_staging(engine.journal)
-    staging: Path | None = await asyncio.to_thread(new_staging)
     current: int | None = None
     down: int | None = None
     try:
-        current = down = await engine.submit(download_leg(spec, staging, move=move))
-        staging = None  # the legs' finishers own it now
+        current = down = await submit_relay(engine, spec, move=move)
         await _report(on_progress, RelayProgress("download", down))
         status = await engine.wait(down)
         current = None
@@ -432,9 +438,22 @@ async def relay_copy(
             with contextlib.suppress(Exception):
                 await asyncio.shield(engine.cancel(current))
         raise
-    finally:
-        if staging is not None:  # no leg was queued
-            await asyncio.shield(_drop_staging(staging))
+
+
+async def submit_relay(engine: Any, spec: RelaySpec, *, move: bool) -> int:
+    """Queue a relay's download leg (its finisher queues the upload leg); returns its job id.
+    Raises :class:`UsageError` for a bad spec before anything is queued."""
+    spec.validate()
+    if move and any(not s.startswith("/") for s in spec.sources):
+        raise UsageError("a move between sites needs absolute source paths")
+    with contextlib.suppress(OSError):
+        sweep_stale_staging(engine.journal)
+    staging = await asyncio.to_thread(new_staging)
+    try:
+        return int(await engine.submit(download_leg(spec, staging, move=move)))
+    except BaseException:
+        await asyncio.shield(_drop_staging(staging))
+        raise
 
 
 async def _finish(on_progress: ProgressCallback | None, result: RelayResult) -> RelayResult:
@@ -449,7 +468,5 @@ async def relay_move(
     """:func:`relay_copy` as a move: each original on the source site is deleted once both
     of its copies are done and verified (by the upload leg's finisher, wherever it ends).
     Source paths must be absolute so the delete removes exactly what was copied."""
-    if any(not s.startswith("/") for s in spec.sources):
-        raise UsageError("a move between sites needs absolute source paths")
     return await relay_copy(engine, spec, on_progress=on_progress,
                             cancel_on_exit=cancel_on_exit, move=True)
