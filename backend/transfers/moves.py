@@ -278,7 +278,7 @@ async def finish(ended: finishers.Finished) -> str | None:
         await settle(LocalSide(), outcome, candidates, roots)
         return record(engine, spec, outcome, source_site=None)
     wanted = [c for c in candidates if c[1] is None]
-    if not wanted and not spec.recursive:
+    if not wanted and (not spec.recursive or ended.state == "cancelled"):  # no need to connect
         for original, reason in candidates:
             outcome.kept.append(Kept(original.path, reason or "kept"))
         return record(engine, spec, outcome, source_site=spec.site)
