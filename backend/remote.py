@@ -233,10 +233,59 @@ async def stat_path(sftp: asyncssh.SFTPClient, path: str) -> RemoteEntry:
 
 
 async def mkdir(sftp: asyncssh.SFTPClient, parent: str, name: str) -> str:
+    """Create the folder ``name`` in ``parent``; an existing name is refused (ConfigError)."""
     path = posixpath.join(parent, validate_name(name))
-    with sftp_errors(path):
+    try:
         await sftp.mkdir(path)
+    except (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists) as exc:
+        if await exists(sftp, path):
+            raise ConfigError(f"{display_name(path)} already exists; choose another name") \
+                from None
+        raise translate_sftp_error(exc, path) from None
+    except (asyncssh.Error, OSError) as exc:
+        raise translate_sftp_error(exc, path) from None
     return path
+
+
+async def exists(sftp: asyncssh.SFTPClient, path: str) -> bool:
+    try:
+        await sftp.lstat(path)
+    except asyncssh.SFTPNoSuchFile:
+        return False
+    except asyncssh.Error as exc:
+        raise translate_sftp_error(exc, path) from None
+    return True
+
+
+async def makedirs(sftp: asyncssh.SFTPClient, path: str) -> list[str]:
+    """``mkdir -p``: create ``path`` and its missing parents; returns the folders created.
+    An existing folder is fine; an existing file on the way is refused (ConfigError)."""
+    created: list[str] = []
+    current = "/" if path.startswith("/") else ""
+    for part in [p for p in path.split("/") if p and p != "."]:
+        current = posixpath.join(current, validate_name(part)) if current else validate_name(part)
+        try:
+            attrs = await sftp.stat(current)
+        except asyncssh.SFTPNoSuchFile:
+            with sftp_errors(current):
+                await sftp.mkdir(current)
+            created.append(current)
+            continue
+        except asyncssh.Error as exc:
+            raise translate_sftp_error(exc, current) from None
+        if not stat.S_ISDIR(attrs.permissions or 0):
+            raise ConfigError(f"{display_name(current)} exists and is not a folder")
+    return created
+
+
+async def move_by_rename(sftp: asyncssh.SFTPClient, src: str, dst: str) -> None:
+    """Move ``src`` to ``dst`` on one server with a server-side rename (never replacing:
+    an existing ``dst`` is refused with ConfigError). A server that refuses renames raises
+    PermissionDeniedError / TransferError: the caller may move by copy and delete instead."""
+    if await exists(sftp, dst):
+        raise ConfigError(f"{display_name(dst)} already exists; nothing was moved")
+    with sftp_errors(src):
+        await sftp.rename(src, dst)
 
 
 async def rename(sftp: asyncssh.SFTPClient, parent: str, old: str, new: str) -> str:

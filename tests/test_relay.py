@@ -117,15 +117,8 @@ async def test_failing_second_leg_reports_cleans_staging_and_move_keeps_source(
     async with second_server(tmp_path, host_key, sftp_server, LockedFolder) as b:
         (b.root / "locked").mkdir(parents=True)
         async with engine_for(sftp_server, b) as engine:
-            client = await ssh.connect(sftp_server.site("a"))
-            try:
-                sftp = await client.start_sftp_client()
-                result = await relay_move(
-                    engine, RelaySpec("a", ["/data/CASE-1"], "b", "/locked", recursive=True),
-                    sftp,
-                )
-            finally:
-                client.close()
+            result = await relay_move(
+                engine, RelaySpec("a", ["/data/CASE-1"], "b", "/locked", recursive=True))
     assert result.state == "failed" and not result.ok
     assert result.upload_job is not None
     assert "upload failed" in (result.error or "")
@@ -142,25 +135,19 @@ async def test_move_deletes_the_source_only_after_both_legs_succeed(ferry_home, 
     async with second_server(tmp_path, host_key, sftp_server) as b:
         seen: list[str] = []
         async with engine_for(sftp_server, b) as engine:
-            client = await ssh.connect(sftp_server.site("a"))
-            try:
-                sftp = await client.start_sftp_client()
 
-                def progress(p: RelayProgress) -> None:
-                    seen.append(p.phase)
-                    if p.phase == "delete":  # both copies are complete before any delete
-                        assert tree(b.root / "out" / "CASE-1") == want
-                    else:
-                        assert (sftp_server.root / "data" / "CASE-1").is_dir()
+            def progress(p: RelayProgress) -> None:
+                seen.append(p.phase)
+                if p.phase != "done":  # nothing is deleted while a leg runs
+                    assert (sftp_server.root / "data" / "CASE-1").is_dir()
 
-                result = await relay_move(
-                    engine, RelaySpec("a", ["/data/CASE-1"], "b", "/out", recursive=True),
-                    sftp, on_progress=progress,
-                )
-            finally:
-                client.close()
+            result = await relay_move(
+                engine, RelaySpec("a", ["/data/CASE-1"], "b", "/out", recursive=True),
+                on_progress=progress,
+            )
     assert result.ok and result.sources_deleted, result
-    assert seen == ["download", "upload", "delete", "done"]
+    assert seen == ["download", "upload", "done"]
+    assert result.move is not None and len(result.move.deleted) == 4
     assert not (sftp_server.root / "data" / "CASE-1").exists()
     assert (sftp_server.root / "data").is_dir()  # only the moved folder went
     assert tree(b.root / "out" / "CASE-1") == want

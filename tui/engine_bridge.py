@@ -4,8 +4,9 @@ One :class:`EngineBridge` per app subscribes to ``app.engine`` once. Each engine
 a message posted to every widget that registered (the queue panel, the status-bar summary):
 ``progress`` events as replaceable :class:`~tui.messages.TransferProgress`, job events as
 :class:`~tui.messages.TransferChanged`. Finished and failed jobs raise one notification, and
-callbacks registered with :meth:`EngineBridge.on_finished` (the browser's "move" deletes the
-source after a verified copy) run once per finished job.
+callbacks registered with :meth:`EngineBridge.on_finished` (the browser reloads its panes) run
+once per finished job; a finished job's notification carries its finisher's notes (a move says
+how many originals it deleted and which it kept).
 """
 
 from __future__ import annotations
@@ -109,17 +110,28 @@ class EngineBridge:
         self._notified.add(key)
         status = self.status(event.job_id)
         label = status.label if status else f"transfer {event.job_id}"
+        # what a tagged job's finisher did (a move: originals deleted, and which were kept)
+        notes = "".join(f"\n{n}" for n in self._notes(event.job_id))
         if event.state == "done":
-            self.app.notify(label, title="Transfer finished", timeout=5)
+            self.app.notify(label + notes, title="Transfer finished",
+                            severity="warning" if "kept:" in notes else "information",
+                            timeout=12 if notes else 5)
         elif event.state == "failed":
             error = event.error or (status.error if status else None) or "failed"
-            self.app.notify(f"{label}: {error}", title="Transfer failed", severity="error",
-                            timeout=12)
+            self.app.notify(f"{label}: {error}{notes}", title="Transfer failed",
+                            severity="error", timeout=12)
         callback = self._finished_callbacks.pop(event.job_id, None)
         if callback is not None:
             result = callback(status, event)
             if inspect.isawaitable(result):
                 self.app.run_worker(result, group="transfer-finished", exclusive=False)
+
+
+    def _notes(self, job_id: int) -> list[str]:
+        try:
+            return list(self.engine.notes(job_id)) if self.engine is not None else []
+        except Exception:
+            return []
 
 
 def bridge_for(app: App[Any]) -> EngineBridge:

@@ -401,6 +401,11 @@ class TransferEngine:
         """What the finisher of a tagged job said when it ended here (one line each)."""
         return list(self._notes.get(job_id, []))
 
+    def site(self, name: str) -> Site | None:
+        """``name`` as its last connection here gave it (None before one opened)."""
+        pool = self._pools.get(name)
+        return pool.site if pool is not None else None
+
     @contextlib.asynccontextmanager
     async def borrow_sftp(self, site: str) -> AsyncIterator[asyncssh.SFTPClient]:
         """An SFTP session of ``site``'s pool for a short operation (a finisher's), opening a
@@ -717,6 +722,11 @@ class TransferEngine:
                 await self._cleanup_temps(job.id)
         await self._flush_audit()
         live.state = final_state
+        if final_state in FINISHED_STATES:  # before wait() returns: callers see its effects
+            # and before the journal says the job ended: a process killed while a finisher
+            # runs (a move deleting its originals) leaves the job unfinished, so the next
+            # engine runs it again, finds every file settled, and finishes it (idempotent)
+            await self._run_finisher(job.id, job.spec, final_state, live.error)
         try:
             current = self.journal.job(job.id).state
             if not (current in ("paused", "cancelled") and final_state in ("queued", "paused")):
@@ -724,8 +734,6 @@ class TransferEngine:
             self.journal.release(job.id, self.me)
         except FerryError as exc:
             log.warning("could not record job %s as %s: %s", job.id, final_state, exc)
-        if final_state in FINISHED_STATES:  # before wait() returns: callers see its effects
-            await self._run_finisher(job.id, job.spec, final_state, live.error)
         self._live.pop(job.id, None)
         self._job_event(live)
         if final_state in FINISHED_STATES:

@@ -1,7 +1,9 @@
 """Work that must happen when a tagged job ends, in whichever process ends it.
 
 A :class:`~backend.transfers.model.JobSpec` may carry a ``tag`` ``"<kind>:<detail>"`` saying
-who asked for the job (``"case-send:<study id>"``: ``ferry case send``). The tag is stored with
+who asked for the job (``"case-send:<study id>"``: ``ferry case send``; ``"move:direct"``: a
+move, backend/transfers/moves.py; ``"relay:…"`` / ``"relay-put:…"``: the legs of a
+site-to-site copy or move, backend/relay.py). The tag is stored with
 the spec in the journal, so when the job ends (``done``, ``failed`` or ``cancelled``) the engine
 that settles it — the CLI that submitted it, the TUI, or ``ferry queue resume`` /
 ``ferry queue cancel`` in a fresh process — calls the finisher registered for ``<kind>``. A
@@ -26,7 +28,12 @@ from backend.transfers.model import JobSpec
 log = logging.getLogger("ferry.transfers")
 
 # tag kind -> the module that registers its finisher when imported
-KNOWN: dict[str, str] = {"case-send": "backend.cases.sendjob"}
+KNOWN: dict[str, str] = {
+    "case-send": "backend.cases.sendjob",
+    "move": "backend.transfers.moves",
+    "relay": "backend.relay",
+    "relay-put": "backend.relay",
+}
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,11 @@ import humanize
 from backend.errors import ConfigError, TransferError, UsageError
 from backend.limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES
 from backend.names import display_name, is_escaped
+from backend.relay import next_legs
 from backend.remote import parse_remote_spec
 from backend.sites.model import Site
 from backend.sites.store import SiteStore
-from backend.transfers import JobSpec, JobStatus, Journal, TransferEngine, TransferEvent
+from backend.transfers import JobSpec, JobStatus, Journal, TransferEngine, TransferEvent, moves
 from backend.transfers.crypt import key_secret_name, parse_key
 from backend.transfers.model import (
     CONFLICT_POLICIES,
@@ -97,6 +98,9 @@ def _options(p: argparse.ArgumentParser) -> None:
                    help=f"stop planning past N folder levels (default {DEFAULT_MAX_DEPTH})")
     p.add_argument("--max-bytes", type=_size, default=None, metavar="SIZE",
                    help="stop planning past SIZE in total, e.g. 500GiB (default: no cap)")
+    p.add_argument("--move", action="store_true",
+                   help="delete each original once its copy is verified (kept when its copy "
+                        "failed, was skipped or could not be checked; resumable)")
     p.add_argument("--json", action="store_true", help="one JSON event per line")
 
 
@@ -171,16 +175,19 @@ def _parse_put(paths: list[str]) -> tuple[str, list[str], str]:
 def cmd_get(args: argparse.Namespace) -> int:
     site, sources, local = _parse_get(args.paths)
     return _run_spec(JobSpec("get", site, sources, local, args.recursive, args.on_conflict,
-                             args.verify, args.parallel, **_caps(args)), args.json)
+                             args.verify, args.parallel, **_caps(args),
+                             tag=moves.TAG if args.move else None), args.json)
 
 
 def cmd_put(args: argparse.Namespace) -> int:
     site, sources, remote = _parse_put(args.paths)
     return _run_spec(JobSpec("put", site, sources, remote, args.recursive, args.on_conflict,
-                             args.verify, args.parallel, **_caps(args)), args.json)
+                             args.verify, args.parallel, **_caps(args),
+                             tag=moves.TAG if args.move else None), args.json)
 
 
 def _run_spec(spec: JobSpec, as_json: bool) -> int:
+    """Queue ``spec`` (or adopt the unfinished identical job) and run it here."""
     spec.validate()
     SiteStore().get(spec.site)  # an unknown site: exit 3 before a job is queued for it
 
@@ -203,9 +210,13 @@ async def _drive_async(submit: Callable[[TransferEngine], object], as_json: bool
     unsubscribe = engine.subscribe(reporter.event)
     try:
         await engine.start()
-        job_ids = await submit(engine)  # type: ignore[misc]
+        job_ids = list(await submit(engine))  # type: ignore[misc]
         reporter.open(engine, job_ids)
         statuses = [await engine.wait(j) for j in job_ids]
+        # a finished job may have queued the next one (a site-to-site relay's upload leg)
+        while more := [j for j in next_legs(engine.journal, [s.id for s in statuses])
+                       if j not in {s.id for s in statuses}]:
+            statuses += [await engine.wait(j) for j in more]
     finally:
         reporter.close()
         unsubscribe()
@@ -236,6 +247,15 @@ def _summarise(engine: TransferEngine, statuses: list[JobStatus], as_json: bool 
             if done:
                 print(f"job {status.id}: {len(done)} of {status.files_total} files done, "
                       f"verified: {verified_summary([f.verify for f in done])}", flush=True)
+        moved = moves.outcome_of(engine, status.id)
+        if moved is not None and as_json:
+            print(json.dumps({"kind": "move", "job_id": status.id, **moved.to_json()}),
+                  flush=True)
+        if moved is not None and status.state == "done" and not moved.complete:
+            print(f"ferry: error: job {status.id}: copied, but "
+                  f"{len(moved.kept) + len(moved.folders_kept)} original(s) kept "
+                  "(listed above)", file=sys.stderr)
+            code = code or EXIT_FAILED
         if status.state == "done":
             continue
         whole = engine.job_error(status.id)

@@ -4,10 +4,12 @@ site (or local files) in the focused pane, so both panes can show sites.
 Everything that touches the network runs in workers: connecting (through
 ``app.connect_site``), listings (in each :class:`~tui.widgets.file_pane.FilePane`), deletes,
 renames. Copies and moves are queued on the app's transfer engine (``app.engine``) and show in
-the queue panel; a move deletes its sources only after the engine reports the copy done and
-verified. Between two site panes (or two folders of one site) copies go through
-:mod:`backend.relay` (download to private staging, then upload; both legs show in the queue),
-run by an App worker so they outlive this screen. Local-to-local copies are refused.
+the queue panel. A move is a journaled job (backend/transfers/moves.py): whichever process
+ends it deletes each original only after its copy is done and verified, so a move interrupted
+by quitting Ferry completes when the queue next runs. Between two site panes copies and moves
+go through :mod:`backend.relay` (download to private staging, then upload; both legs show in
+the queue and are journaled the same way); a move between two folders of one site is a
+server-side rename when the server allows it. Local-to-local copies are refused.
 Deletes list exactly what will go (``plan_delete``) and need an explicit yes.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -27,10 +30,11 @@ from textual.events import DescendantFocus
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from backend.errors import FerryError, UnsafeNameError
+from backend.errors import FerryError, PermissionDeniedError, TransferError, UnsafeNameError
 from backend.names import display_name, validate_name
 from backend.relay import RelayResult, RelaySpec, relay_copy, relay_move
-from backend.remote import RemoteEntry
+from backend.remote import RemoteEntry, move_by_rename
+from backend.transfers import moves
 from backend.transfers.model import JobSpec, JobStatus, TransferEvent
 from tui.dialogs import ConfirmDialog, TextInputDialog, ask
 from tui.dialogs.site_picker import PaneChoice, SitePickerDialog
@@ -38,7 +42,7 @@ from tui.engine_bridge import bridge_for
 from tui.screens.viewer import FileInfoScreen, ViewerScreen
 from tui.widgets.file_pane import FilePane, human_size
 from tui.widgets.queue_panel import QueuePanel, QueueSummary
-from tui.widgets.sources import LocalSource, RemoteSource, Source
+from tui.widgets.sources import LocalSource, RemoteSource
 
 MAX_PLAN_LINES = 12
 
@@ -127,8 +131,8 @@ class BrowserScreen(Screen[None]):
         self.local_dir = local_dir or os.getcwd()
         self.active_id = "left"
         self._remotes: dict[str, RemoteSource] = {}  # pane id -> its open connection
-        # connections of sites a pane switched away from: a queued move may still delete
-        # through one when its copy finishes, so they close with the screen
+        # connections of sites a pane switched away from (a listing may still use one), so
+        # they close with the screen
         self._retired: list[RemoteSource] = []
 
     @property
@@ -384,8 +388,9 @@ class BrowserScreen(Screen[None]):
                     f"{display_name(src.path)}",
                     f"to   {display_name(dst.source.label if dst.source else '')}:"
                     f"{display_name(dst.path)}",
-                    "The originals are deleted only after every file is copied and "
-                    "verified.",
+                    "Each original is deleted only once its copy is verified (also if "
+                    "Ferry quits first: the move completes at the next start); any that "
+                    "cannot be are kept and named.",
                 ],
                 confirm_label="Move",
             ),
@@ -416,12 +421,42 @@ class BrowserScreen(Screen[None]):
             return
         if move and not await self._confirm_move(src, dst, entries):
             return
+        if move and source.site.name == target.site.name:
+            spec = await self._rename_on_server(src, dst, spec)
+            if spec is None:
+                return
         what = "move" if move else "copy"
         self.notify(f"{what} queued: {spec.label} (download, then upload)", timeout=3)
         self.app.run_worker(
             run_relay(self.app, engine, spec, move=move, panes=(src, dst)),
             group="relay", exclusive=False, exit_on_error=False,
         )
+
+    async def _rename_on_server(self, src: FilePane, dst: FilePane,
+                                spec: RelaySpec) -> RelaySpec | None:
+        """A move between two folders of one site: a server-side rename for each item
+        (never replacing). Returns a relay of what the server would not rename, or None."""
+        source = src.source
+        assert isinstance(source, RemoteSource)
+        left: list[str] = []
+        for path in spec.sources:
+            target = f"{dst.path.rstrip('/')}/{path.rstrip('/').rsplit('/', 1)[-1]}"
+            try:
+                await move_by_rename(source.sftp, path, target)
+            except (PermissionDeniedError, TransferError):
+                left.append(path)  # e.g. a server that refuses renames: copy and delete
+            except FerryError as exc:
+                self.notify(exc.message, title="Move", severity="error")
+        for pane in (src, dst):
+            if pane.is_attached and pane.source is not None:
+                pane.reload()
+        if not left:
+            moved = len(spec.sources)
+            self.notify(f"{moved} item(s) moved (renamed on the server)", title="Move",
+                        timeout=4)
+            return None
+        return RelaySpec(spec.source_site, left, spec.dest_site, spec.destination,
+                         recursive=spec.recursive)
 
     @work(group="ops", exclusive=False, exit_on_error=False)
     async def _submit(
@@ -439,21 +474,15 @@ class BrowserScreen(Screen[None]):
             return
         if move and not await self._confirm_move(src, dst, entries):
             return
+        if move:  # journaled: the originals go once verified, even after a restart
+            spec = replace(spec, tag=moves.TAG)
         try:
             job_id = await bridge.call("submit", spec)
         except FerryError as exc:
             self.notify(exc.message, title="Transfer", severity="error")
             return
-        source = src.source
-        sources = list(spec.sources)
 
-        async def finished(status: JobStatus | None, event: TransferEvent) -> None:
-            if move and event.state == "done" and source is not None:
-                failed = status.files_failed if status else event.files_failed
-                if failed:
-                    self.notify("move: some files failed; originals kept", severity="warning")
-                else:
-                    await self._delete_after_move(source, sources)
+        def finished(status: JobStatus | None, event: TransferEvent) -> None:
             for pane in (src, dst):
                 if pane.is_attached and pane.source is not None:
                     pane.reload()
@@ -461,14 +490,6 @@ class BrowserScreen(Screen[None]):
         bridge.on_finished(job_id, finished)
         what = "move" if move else "copy"
         self.notify(f"{what} queued: {spec.label}", timeout=3)
-
-    async def _delete_after_move(self, source: Source, paths: list[str]) -> None:
-        for path in paths:
-            try:
-                await source.delete(path)
-            except FerryError as exc:
-                self.notify(f"move: copied, but the original stays: {exc.message}",
-                            severity="warning")
 
     # ------------------------------------------------------------------ file operations
 
@@ -563,27 +584,17 @@ class BrowserScreen(Screen[None]):
 async def run_relay(app: Any, engine: Any, spec: RelaySpec, *, move: bool,
                     panes: tuple[FilePane, ...] = ()) -> RelayResult | None:
     """Run one site-to-site copy or move (an App worker), report the outcome, and reload the
-    panes that show either end if they are still on screen."""
-    connections: list[Any] = []
-
-    async def source_sftp() -> Any:  # a move's delete: a fresh session, opened when due
-        site, conn = await app.connect_site(spec.source_site)
-        connections.append(conn)
-        source = await RemoteSource.open(site, conn)
-        return source.sftp
-
+    panes that show either end if they are still on screen. Quitting Ferry leaves the relay
+    queued (its legs are journaled): the next start completes it."""
     what = "Move" if move else "Copy"
     try:
         if move:
-            result = await relay_move(engine, spec, source_sftp)
+            result = await relay_move(engine, spec, cancel_on_exit=False)
         else:
-            result = await relay_copy(engine, spec)
+            result = await relay_copy(engine, spec, cancel_on_exit=False)
     except FerryError as exc:
         app.notify(exc.message, title=what, severity="error")
         return None
-    finally:
-        for conn in connections:
-            conn.close()
     if result.ok and result.error:  # e.g. moved copy done but the original stays
         app.notify(f"{spec.label}: {result.error}", title=what, severity="warning", timeout=12)
     elif result.ok:
