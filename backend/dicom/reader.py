@@ -58,6 +58,7 @@ class FileHeader:
     dataset: Dataset | None = field(default=None, repr=False)
     reason: str = ""  # display-safe: why this file is not (readable) DICOM
     bytes_read: int = 0  # bytes fetched to read the header
+    member: str = ""  # zip sources: the member's name as stored (relpath is the safe form)
 
     @property
     def is_dicom(self) -> bool:
@@ -300,7 +301,7 @@ def read_zip(path: Path, head: int = HEAD) -> HeaderSet:
                     except (zipfile.BadZipFile, OSError, EOFError) as exc:
                         ds, reason, got = None, f"unreadable zip member: {exc}", 0
                 total_read += got
-                headers.append(FileHeader(rel, info.file_size, ds, reason, got))
+                headers.append(FileHeader(rel, info.file_size, ds, reason, got, info.filename))
     except zipfile.BadZipFile as exc:
         raise UsageError(f"{path} is not a readable zip: {exc}") from None
     except OSError as exc:
