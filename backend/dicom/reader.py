@@ -310,10 +310,13 @@ def read_zip(path: Path, head: int = HEAD) -> HeaderSet:
 
 
 def read_local(path: Path) -> HeaderSet:
-    """A folder or a ``.zip`` (blocking: call from a thread)."""
+    """A folder, a ``.zip`` or one file (blocking: call from a thread)."""
     path = Path(path)
-    if path.is_file() and zipfile.is_zipfile(path):
-        return read_zip(path)
+    if path.is_file() and not path.is_symlink():
+        if zipfile.is_zipfile(path):
+            return read_zip(path)
+        size = path.stat().st_size
+        return HeaderSet(source=str(path), files=[_local_file(path.name, path, size)])
     return read_folder(path)
 
 

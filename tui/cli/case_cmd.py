@@ -18,6 +18,7 @@ from backend import cases
 from backend.cases import transport
 from backend.errors import ConfigError, FerryError, UsageError
 from backend.names import display_name
+from tui.cli import inspect_cmd
 from tui.cli.connect import connect_site, sftp_for
 from tui.cli.output import info, print_json
 
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Case workflows on sites with the inbox-outbox or study-io layout.",
     )
     csub = p.add_subparsers(dest="case_command", metavar="SUBCOMMAND")
+    inspect_cmd.register(csub)
 
     ls = csub.add_parser("list", help="list cases and their state", description=(
         "List the cases of SITE: sent, processing, results ready, downloaded, archived."))
