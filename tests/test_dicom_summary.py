@@ -149,3 +149,15 @@ async def test_remote_reads_past_a_long_header_and_skips_a_large_private_value(
     assert blob.bytes_read < 8192, "the 200 KB private value was skipped, not fetched"
     summary = summarise(headers)
     assert summary.studies[0].instances == 2
+
+
+async def test_remote_summary_on_every_server_kind(matrix_server) -> None:
+    s = matrix_server
+    first, second = dh.mixed_folder(s.root / "case")
+    async with ssh.sftp_session(s.site("m")) as (_conn, sftp):
+        headers = await reader.read_remote(sftp, s.remote("case"))
+    summary = summarise(headers)
+    assert sorted(st.study_uid for st in summary.studies) == sorted(
+        [first.study_uid, second.study_uid]), s.kind
+    assert [f.path for f in summary.non_dicom] == ["report.pdf"]
+    assert sum(st.instances for st in summary.studies) == 11
