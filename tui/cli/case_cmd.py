@@ -20,6 +20,7 @@ from backend.cases import transport
 from backend.errors import ConfigError, FerryError, PermissionDeniedError, UsageError
 from backend.names import display_name
 from backend.transfers.model import SHA256_OF_SERVER_COPY, verified_label
+from tui.cli import inspect_cmd
 from tui.cli.connect import connect_site, sftp_for
 from tui.cli.output import info, print_json
 
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Case workflows on sites with the inbox-outbox or study-io layout.",
     )
     csub = p.add_subparsers(dest="case_command", metavar="SUBCOMMAND")
+    inspect_cmd.register(csub)
 
     ls = csub.add_parser("list", help="list cases and their state", description=(
         "List the cases of SITE: sent, processing, results ready, downloaded, archived."))

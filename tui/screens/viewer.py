@@ -2,7 +2,9 @@
 
 File contents come from servers: control characters (escape sequences included) are replaced
 before display, and nothing is ever parsed as markup. A binary file is shown as a hex dump of
-its first 64 KiB, with a note saying so; a truncated file says how much is shown.
+its first 64 KiB, with a note saying so; a truncated file says how much is shown. A DICOM file
+(``DICM`` after the preamble, header within what was read) is shown as its header: a table of
+tag, name, VR and value (backend/dicom/headerview.py), patient fields masked until ``p``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, LoadingIndicator, Static, TextArea
+from textual.widgets import Button, DataTable, Footer, LoadingIndicator, Static, TextArea
 
+from backend.dicom import headerview
 from backend.errors import FerryError
 from backend.names import display_name
 from backend.remote import VIEW_LIMIT, RemoteEntry
@@ -77,6 +80,7 @@ class ViewerScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,f3", "close", "Close", id="ferry.viewer.close"),
+        Binding("p", "toggle_patient", "Show patient", id="ferry.viewer.patient"),
     ]
 
     DEFAULT_CSS = """
@@ -92,7 +96,7 @@ class ViewerScreen(Screen[None]):
         color: $warning;
         padding: 0 1;
     }
-    ViewerScreen TextArea {
+    ViewerScreen TextArea, ViewerScreen DataTable {
         height: 1fr;
     }
     """
@@ -103,6 +107,8 @@ class ViewerScreen(Screen[None]):
         self.path = path
         self.entry = entry
         self.note = ""
+        self.dicom: object | None = None  # the parsed header when the file is DICOM
+        self.reveal = False  # patient fields shown in full
 
     def compose(self) -> ComposeResult:
         title = Text(f"{display_name(self.source.label)}: {display_name(self.path)}",
@@ -124,6 +130,13 @@ class ViewerScreen(Screen[None]):
             self.dismiss()
             return
         size = self.entry.size if self.entry else None
+        if headerview.looks_like_dicom(data):
+            total = size if size is not None else len(data) + int(truncated)
+            ds = headerview.parse_head(data, total)
+            if ds is not None:
+                self.dicom = ds
+                await self._show_dicom()
+                return
         self.note, body = render_content(data, truncated, size)
         await self.query_one(LoadingIndicator).remove()
         self.query_one(".viewer-note", Static).update(Text(self.note))
@@ -131,6 +144,45 @@ class ViewerScreen(Screen[None]):
                         id="viewer-text")
         await self.mount(area, before=self.query_one(Footer))
         area.focus()
+
+    def dicom_rows(self) -> list[headerview.HeaderRow]:
+        if self.dicom is None:
+            return []
+        return headerview.header_rows(self.dicom, reveal=self.reveal)  # type: ignore[arg-type]
+
+    async def _show_dicom(self) -> None:
+        rows = self.dicom_rows()
+        masked = sum(1 for r in rows if r.sensitive)
+        self.note = (f"DICOM header: {len(rows)} attributes (pixel data not shown); "
+                     + ("patient fields shown in full, press p to mask them" if self.reveal
+                        else f"{masked} patient field(s) masked, press p to show them"))
+        for old in self.query(LoadingIndicator):
+            await old.remove()
+        self.query_one(".viewer-note", Static).update(Text(self.note))
+        table: DataTable[Text] | None = next(iter(self.query("#viewer-dicom")), None)  # type: ignore[assignment]
+        if table is None:
+            table = DataTable(id="viewer-dicom", cursor_type="row", zebra_stripes=True)
+            table.add_columns("tag", "name", "VR", "value")
+            await self.mount(table, before=self.query_one(Footer))
+        else:
+            table.clear()
+        for r in rows:
+            indent = "  " * r.depth + ("> " if r.depth else "")
+            table.add_row(Text(r.tag), Text(display_name(indent + r.name)), Text(r.vr),
+                          Text(display_name(r.value)))
+        table.focus()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_patient":
+            return self.dicom is not None
+        return True
+
+    async def action_toggle_patient(self) -> None:
+        if self.dicom is None:
+            return
+        self.reveal = not self.reveal
+        await self._show_dicom()
 
     def action_close(self) -> None:
         self.dismiss()
