@@ -31,6 +31,7 @@ from backend.errors import FerryError, UnsafeNameError
 from backend.names import display_name, validate_name
 from backend.relay import RelayResult, RelaySpec, relay_copy, relay_move
 from backend.remote import RemoteEntry
+from backend.sources import LocalSource, RemoteSource, Source
 from backend.transfers.model import JobSpec, JobStatus, TransferEvent
 from tui.dialogs import ConfirmDialog, TextInputDialog, ask
 from tui.dialogs.site_picker import PaneChoice, SitePickerDialog
@@ -38,7 +39,6 @@ from tui.engine_bridge import bridge_for
 from tui.screens.viewer import FileInfoScreen, ViewerScreen
 from tui.widgets.file_pane import FilePane, human_size
 from tui.widgets.queue_panel import QueuePanel, QueueSummary
-from tui.widgets.sources import LocalSource, RemoteSource, Source
 
 MAX_PLAN_LINES = 12
 
