@@ -94,8 +94,8 @@ def check_key_mode(path: Path | str) -> None:
     mode = stat.S_IMODE(st.st_mode)
     if st.st_uid == os.getuid() and mode & 0o077:
         raise ConfigError(
-            f"UNPROTECTED PRIVATE KEY FILE: {path} has mode {mode:04o} (open to other users "
-            "of this machine); Ferry, like OpenSSH, refuses to use it",
+            f"UNPROTECTED PRIVATE KEY FILE: {path} has mode {mode:04o}, so others on this "
+            "machine can read it; Ferry, like OpenSSH, refuses to use it",
             hint=f"chmod 600 {path}",
         )
 

@@ -50,6 +50,7 @@ SaveCallback = Callable[[SiteFormResult], Awaitable[None]]
 
 # Which input a validation message is about (first match wins).
 _FIELD_WORDS = (
+    ("unprotected private key", "key_file"),  # backend/keys.py check_key_mode
     ("site name", "name"),
     ("name", "name"),
     ("host", "host"),
