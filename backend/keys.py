@@ -1,4 +1,5 @@
-"""SSH key pairs for sites: generation under ``$FERRY_HOME/keys`` and passphrase detection.
+"""SSH key pairs for sites: generation under ``$FERRY_HOME/keys``, passphrase detection, and
+the file-mode check every face uses before a private key is read (:func:`check_key_mode`).
 
 ``generate_keypair`` writes ``keys/<name>`` (OpenSSH private key, 0600, optionally encrypted)
 and ``keys/<name>.pub`` (one public-key line for the provider's ``authorized_keys``). Keys are
@@ -13,6 +14,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 from pathlib import Path
 from typing import Literal
 
@@ -75,8 +77,32 @@ def generate_keypair(
     return private_path, public_line
 
 
+def check_key_mode(path: Path | str) -> None:
+    """Refuse a private key file that group or others may read or write.
+
+    OpenSSH refuses such a key ("UNPROTECTED PRIVATE KEY FILE": it checks ``mode & 0o077`` on
+    a key the user owns), and a provider's instructions tell users to ``chmod 600`` it; Ferry
+    applies the same rule in ``ferry sites add/edit``, the TUI site form and at every connect
+    (backend/ssh.py), so a key that works in one place works everywhere. A key owned by
+    another user (e.g. root, shared through a group) is left to the file system, as OpenSSH
+    does. Raises :class:`ConfigError` (exit 3) naming the exact fix; docs/security.md.
+    """
+    try:
+        st = os.stat(Path(path).expanduser())
+    except OSError:
+        return  # missing or unreadable: the reader reports that with its own message
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid == os.getuid() and mode & 0o077:
+        raise ConfigError(
+            f"UNPROTECTED PRIVATE KEY FILE: {path} has mode {mode:04o}, so others on this "
+            "machine can read it; Ferry, like OpenSSH, refuses to use it",
+            hint=f"chmod 600 {path}",
+        )
+
+
 def key_needs_passphrase(path: Path | str) -> bool:
     """True if the private key file at ``path`` is encrypted (needs its passphrase)."""
+    check_key_mode(path)
     try:
         asyncssh.read_private_key(str(Path(path).expanduser()))
     except asyncssh.KeyImportError as exc:

@@ -39,6 +39,7 @@ from backend.errors import (
     HostKeyUnknownError,
 )
 from backend.hostkeys import HostKeyPrompt, PresentedKey, TrustDecision
+from backend.keys import check_key_mode
 from backend.names import display_name
 from backend.sites.model import Site
 from backend.sites.profile import keepalive_for
@@ -162,6 +163,7 @@ def _is_passphrase_missing(exc: Exception) -> bool:
 def _load_client_key(site: Site, creds: Credentials) -> asyncssh.SSHKey | None:
     if not site.key_file:
         return None
+    check_key_mode(site.key_file)
     try:
         return asyncssh.read_private_key(site.key_file, creds.key_passphrase)
     except FileNotFoundError:

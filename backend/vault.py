@@ -144,6 +144,29 @@ class Vault:
             self._secrets = current
             self._changes.clear()
 
+    def store_new(self, name: str, value: str) -> str:
+        """Store ``name`` = ``value`` and save at once, unless the vault on disk (or this
+        one) already holds ``name``; returns the value now stored. Used for secrets that must
+        never be replaced by accident (a site's at-rest key: backend/atrest.py), even by two
+        processes at once."""
+        if not value:
+            raise VaultError(f"refusing to store an empty secret for {name}")
+        with self._locked():
+            current = _read(self.path, self._passphrase) if self.path.exists() else {}
+            for key, change in self._changes.items():
+                if change is None:
+                    current.pop(key, None)
+                else:
+                    current[key] = change
+            existing = current.get(name)
+            if existing is None:
+                register_secret(value)
+                current[name] = value
+                self._write(current)
+            self._secrets = current
+            self._changes.clear()
+        return current[name]
+
     def change_passphrase(self, new: str) -> None:
         """Re-encrypt the vault under a new master passphrase (saved at once)."""
         _check_passphrase(new)

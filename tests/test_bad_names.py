@@ -25,9 +25,9 @@ from backend.errors import LimitExceededError, UnsafeNameError
 from backend.limits import TreeBudget, TreeLimits
 from backend.names import decode_name, display_name, encode_name, validate_name
 from backend.sites.store import SiteStore
+from backend.sources import RemoteSource
 from tests.hostile import HOSTILE_NAMES
 from tests.servers import InProcessServer, write_private_key
-from tui.widgets.sources import RemoteSource
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = b"bad\xffname"  # Latin-1 "bad" + 0xff + "name": not UTF-8

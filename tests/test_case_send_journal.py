@@ -27,6 +27,7 @@ from backend.cases.transport import engine_for
 from backend.demo.samples import populate
 from backend.demo.server import start_sftp_server
 from backend.errors import TransferError
+from backend.session import Session
 from backend.sites.store import SiteStore
 from backend.transfers import Journal
 from backend.transfers.model import SHA256_OF_SERVER_COPY, verified_label
@@ -251,11 +252,7 @@ async def test_a_failed_send_removes_the_temp_file_and_the_folders_it_made(
         SiteStore().add(site)
         make_study(tmp_path / "study", files=2, mib=2)
 
-        async def connector(name: str):
-            found = SiteStore().get(name)
-            return found, await ssh.connect(found)
-
-        async with engine_for(connector) as engine, ssh.sftp_session(site) as (_c, sftp):
+        async with engine_for(Session()) as engine, ssh.sftp_session(site) as (_c, sftp):
             with pytest.raises(TransferError) as caught:
                 await send_study(site, sftp, engine, tmp_path / "study", study_id=STUDY)
     finally:

@@ -23,6 +23,7 @@ from backend.cases.transport import engine_for
 from backend.demo.provider import start_provider
 from backend.demo.samples import populate, tiny_png
 from backend.demo.server import start_sftp_server
+from backend.session import Session
 from backend.sites.store import SiteStore
 from tests import case_helpers
 from tests.case_helpers import snapshot
@@ -34,9 +35,9 @@ case_server = case_helpers.case_server  # the fixture: in-process server and ssh
 STUDY = "5f0c1a2e-0000-4000-8000-00000000abcd"
 
 
-async def connector(name: str):
-    site = SiteStore().get(name)
-    return site, await ssh.connect(site)
+def connector() -> Session:
+    """The wiring every face uses (backend/session.py), with nobody to ask."""
+    return Session()
 
 
 def make_study(folder: Path, mib: int = 6) -> dict[str, bytes]:
@@ -81,7 +82,7 @@ async def test_a_sent_study_appears_under_its_final_name_only_when_complete(
     watcher = FolderWatcher(target, f"{STUDY}.zip")
     watcher.start()
     try:
-        async with engine_for(connector) as engine, ssh.sftp_session(site) as (_c, sftp):
+        async with engine_for(connector()) as engine, ssh.sftp_session(site) as (_c, sftp):
             sent = await send_study(site, sftp, engine, tmp_path / "study", study_id=STUDY)
     finally:
         watcher.stop.set()
@@ -110,7 +111,7 @@ async def test_an_existing_zip_goes_to_the_outbox_and_a_reused_id_is_refused(
     src = tmp_path / "given.zip"
     with zipfile.ZipFile(src, "w") as zf:
         zf.writestr("a.dcm", b"DICM" * 100)
-    async with engine_for(connector) as engine, ssh.sftp_session(site) as (_c, sftp):
+    async with engine_for(connector()) as engine, ssh.sftp_session(site) as (_c, sftp):
         sent = await send_study(site, sftp, engine, src)
         assert (base / "idt" / "To_IDT" / f"{sent.study_id}.zip").read_bytes() == src.read_bytes()
         try:
@@ -135,7 +136,7 @@ async def test_results_download_only_once_stable_and_never_twice(
     into = tmp_path / "cases"
     events: list[tuple[str, str]] = []
 
-    async with engine_for(connector) as engine, ssh.sftp_session(site) as (_c, sftp):
+    async with engine_for(connector()) as engine, ssh.sftp_session(site) as (_c, sftp):
 
         async def poll():
             return await watch_once(site, sftp, engine, into=into,
@@ -170,7 +171,7 @@ async def test_results_download_only_once_stable_and_never_twice(
 
     marker = (into / STUDY / "aidp.csv").stat().st_mtime_ns
     for _ in range(2):  # after a "restart": a new engine, connection and store each time
-        async with engine_for(connector) as engine, ssh.sftp_session(site) as (_c, sftp):
+        async with engine_for(connector()) as engine, ssh.sftp_session(site) as (_c, sftp):
             again = await watch_once(site, sftp, engine, into=into, store=CaseStore())
         assert again.downloaded == [] and again.done == 3
     downloads = [r.fields["case"] for r in AuditLog().query(event="case.results_downloaded")]
@@ -187,7 +188,7 @@ async def test_unexpected_provider_content_is_reported_not_fatal(case_server, tm
     (output / "bell\x07name_out").mkdir()
     os.symlink("/etc", output / "link_out")
     site = case_server.site("ai", "study-io", "site/ai")
-    async with engine_for(connector) as engine, ssh.sftp_session(site) as (_c, sftp):
+    async with engine_for(connector()) as engine, ssh.sftp_session(site) as (_c, sftp):
         await watch_once(site, sftp, engine, into=tmp_path / "c")
         report = await watch_once(site, sftp, engine, into=tmp_path / "c")
     assert len(report.downloaded) == 2, "the real results still download"
@@ -210,7 +211,7 @@ async def test_hostile_names_in_the_result_area_are_reported(
         populate(hostile.root, large_file_mib=1)
         site = hostile.site("h", layout="study-io", remote_dir="/ai")
         SiteStore().add(site)
-        async with engine_for(connector) as engine, ssh.sftp_session(site) as (_c, sftp):
+        async with engine_for(connector()) as engine, ssh.sftp_session(site) as (_c, sftp):
             first = await watch_once(site, sftp, engine, into=tmp_path / "c")
             second = await watch_once(site, sftp, engine, into=tmp_path / "c")
             cases = await list_cases(site, sftp)
@@ -231,7 +232,7 @@ async def test_inbox_cases_download_into_per_case_folders(case_server, tmp_path)
     base = case_server.local("site")
     populate(base, large_file_mib=1)
     site = case_server.site("idt", "inbox-outbox", "site/idt")
-    async with engine_for(connector) as engine, ssh.sftp_session(site) as (_c, sftp):
+    async with engine_for(connector()) as engine, ssh.sftp_session(site) as (_c, sftp):
         await watch_once(site, sftp, engine)
         report = await watch_once(site, sftp, engine)
         states = {c.case_id: c.state for c in await list_cases(site, sftp)}
@@ -259,7 +260,7 @@ async def test_the_simulated_provider_answers_and_the_watcher_waits_for_it(
     stop = start_provider(base, delay=0.3, spread=0.6)
     seen: list[str] = []
     try:
-        async with engine_for(connector) as engine, ssh.sftp_session(site) as (_c, sftp):
+        async with engine_for(connector()) as engine, ssh.sftp_session(site) as (_c, sftp):
             sent = await send_study(site, sftp, engine, tmp_path / "study")
             for _ in range(30):  # bounded: the provider finishes within a few seconds
                 report = await watch_once(site, sftp, engine, into=tmp_path / "got")
@@ -313,7 +314,7 @@ async def test_watch_loop_runs_headless_and_emails_a_notice_without_case_names(
 
     reports = []
     try:
-        async with engine_for(connector) as engine:
+        async with engine_for(connector()) as engine:
             async for report in watch_loop(site, open_sftp, engine, interval=0.2, stop=stop,
                                            into=tmp_path / "got", email=True):
                 reports.append(report)

@@ -1,29 +1,27 @@
 """The Ferry terminal app: the App object only (screens, dialogs and widgets live elsewhere).
 
-Owns what lives as long as the session: the site store, the unlocked vault (cached after one
-passphrase prompt), the transfer engine (its tasks belong to the App so they survive screen
-changes), themes, the user keymap, and :meth:`FerryApp.connect_site`, the TUI face of
-:func:`backend.ssh.connect`.
+Owns what lives as long as the session: the :class:`backend.session.Session` (site store,
+vault unlocked after one passphrase prompt, connecting: the same wiring the ``ferry`` command
+uses) with this face's :class:`DialogPrompter`, the transfer engine (its tasks belong to the
+App so they survive screen changes; it gets the session's at-rest key provider), themes, the
+user keymap, and :meth:`FerryApp.connect_site`, which shows connection errors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any, ClassVar
 
 import asyncssh
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 
-from backend import credentials, paths, ssh
-from backend.errors import (
-    ConfigError,
-    FerryError,
-    HostKeyChangedError,
-)
+from backend.errors import ConfigError, FerryError, HostKeyChangedError, VaultError
 from backend.hostkeys import PresentedKey, TrustDecision
 from backend.names import display_name
+from backend.session import Session
 from backend.sites.model import Site
 from backend.sites.store import SiteStore
 from backend.vault import MIN_PASSPHRASE, Vault
@@ -54,10 +52,10 @@ class FerryApp(App[None]):
         super().__init__()
         self.start_site = start_site
         self.demo = demo
-        self.store = SiteStore()
+        self.session = Session(DialogPrompter(self))
+        self.store: SiteStore = self.session.store
         self.engine: Any = None
         self.settings = Settings()
-        self._vault: Vault | None = None
         self._settings_ok = True
         self._shown_theme = DEFAULT_THEME
 
@@ -137,12 +135,8 @@ class FerryApp(App[None]):
             self.notify(f"could not save the theme: {exc}", severity="warning")
 
     async def _start_engine(self) -> None:
-        try:
-            from backend.transfers import TransferEngine
-        except ImportError:
-            log.info("transfer engine not available")
-            return
-        self.engine = TransferEngine(self.connect_site)
+        # one wiring (backend/session.py): this connector and the at-rest key provider
+        self.engine = self.session.engine(connector=self.connect_site)
         try:
             await self.engine.start()
         except FerryError as exc:
@@ -202,54 +196,24 @@ class FerryApp(App[None]):
 
     # ------------------------------------------------------------------ connecting
 
-    async def connect_site(self, name: str) -> tuple[Site, asyncssh.SSHClientConnection]:
-        """Connect to a saved site, asking (in dialogs) for what is needed.
+    @property
+    def _vault(self) -> Vault | None:
+        """The vault if this session unlocked it already (never prompts)."""
+        return self.session.unlocked_vault
 
-        Unlocks the vault with a masked passphrase dialog when the site (or a jump host) needs
-        a password or key passphrase; asks about unknown host keys and pins accepted ones;
-        shows a changed host key as a security warning. Any :class:`FerryError` is shown as a
-        one-line notification and re-raised. Call it from a worker or a screen's handler, not
-        from an App-level handler (the dialogs need the App's message loop).
+    async def connect_site(self, name: str) -> tuple[Site, asyncssh.SSHClientConnection]:
+        """Connect to a saved site through the one wiring (backend/session.py), asking in
+        dialogs for what is needed (:class:`DialogPrompter`).
+
+        Any :class:`FerryError` is shown as a one-line notification (with its fix) and
+        re-raised. Call it from a worker or a screen's handler, not from an App-level handler
+        (the dialogs need the App's message loop).
         """
         try:
-            site = self.store.get(name)
-            hops = credentials.chain(site, self.store.get)
-            vault: Vault | None = None
-            if any(credentials.needs_vault(s) for s in hops):
-                vault = await self.unlock_vault()
-            try:
-                conn = await ssh.connect(
-                    site,
-                    credentials=credentials.from_vault(site, vault),
-                    prompt=self._ask_host_key,
-                    pin=self._pin,
-                    lookup=self.store.get,
-                    jump_credentials=lambda s: credentials.from_vault(s, vault),
-                )
-            except HostKeyChangedError as exc:
-                await ask(
-                    self,
-                    HostKeyDialog(
-                        site.name,
-                        PresentedKey(
-                            key_type=exc.key_type, fingerprint=exc.new_fingerprint, line=""
-                        ),
-                        changed=True,
-                        old_fingerprints=exc.old_fingerprints,
-                    ),
-                )
-                raise
-            self.store.record_connected(site.name)
-            return site, conn
+            return await self.session.connect(name)
         except FerryError as exc:
-            self.notify(exc.message, title="Connect", severity="error", timeout=10)
+            self.notify(str(exc), title="Connect", severity="error", timeout=10)
             raise
-
-    def _pin(self, site_name: str, key_line: str) -> None:
-        self.store.pin_host_key(site_name, key_line)
-
-    async def _ask_host_key(self, site_name: str, key: PresentedKey) -> TrustDecision:
-        return await ask(self, HostKeyDialog(site_name, key))
 
     async def unlock_vault(self, create: bool = False) -> Vault | None:
         """The session's vault: from FERRY_VAULT_PASSPHRASE_FILE or a masked dialog, once.
@@ -257,37 +221,43 @@ class FerryApp(App[None]):
         Returns ``None`` when no vault exists and ``create`` is False. With ``create`` a new
         vault is made after the passphrase is typed twice. Raises VaultError / CancelledByUser.
         """
-        from backend.errors import CancelledByUser, VaultError
-        from tui.cli.vault_cli import open_vault_unattended
+        return await self.session.vault(create=create)
 
-        if self._vault is not None:
-            return self._vault
-        path = paths.vault_file()
-        if not Vault.exists(path):
-            if not create:
-                return None
-            first = await ask(
-                self,
-                SecretDialog(
-                    f"New vault master passphrase (at least {MIN_PASSPHRASE} characters)",
-                    validator=_long_enough,
-                ),
-            )
-            if first is None:
-                raise CancelledByUser("vault not created; nothing was saved")
-            second = await ask(self, SecretDialog("New vault master passphrase (again)"))
-            if second != first:
-                raise VaultError("the two passphrases differ; nothing was saved")
-            self._vault = Vault.create(path, first)
-            return self._vault
-        vault = open_vault_unattended()
-        if vault is None:
-            passphrase = await ask(self, SecretDialog("Vault master passphrase"))
-            if passphrase is None:
-                raise CancelledByUser("vault stays locked; not connected")
-            vault = Vault.open(path, passphrase)
-        self._vault = vault
-        return vault
+
+class DialogPrompter:
+    """The TUI's answers to :class:`backend.session.Prompter`: masked and host-key dialogs."""
+
+    def __init__(self, app: App[None]) -> None:
+        self.app = app
+
+    async def host_key(self, site_name: str, key: PresentedKey) -> TrustDecision | None:
+        return await ask(self.app, HostKeyDialog(site_name, key))
+
+    async def host_key_changed(self, site_name: str, error: HostKeyChangedError) -> None:
+        shown = PresentedKey(key_type=error.key_type, fingerprint=error.new_fingerprint, line="")
+        await ask(self.app, HostKeyDialog(site_name, shown, changed=True,
+                                          old_fingerprints=error.old_fingerprints))
+
+    async def vault_passphrase(self, path: Path, *, create: bool) -> str | None:
+        if not create:
+            return await ask(self.app, SecretDialog("Vault master passphrase"))
+        first = await ask(
+            self.app,
+            SecretDialog(
+                f"New vault master passphrase (at least {MIN_PASSPHRASE} characters)",
+                validator=_long_enough,
+            ),
+        )
+        if first is None:
+            return None
+        second = await ask(self.app, SecretDialog("New vault master passphrase (again)"))
+        if second != first:
+            raise VaultError("the two passphrases differ; nothing was saved")
+        return first
+
+    async def secret(self, site: Site, what: str) -> str | None:
+        return await ask(self.app, SecretDialog(f"{what.capitalize()} for {site.name} "
+                                                "(not stored)"))
 
 
 def _long_enough(value: str) -> str | None:

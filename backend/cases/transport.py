@@ -13,26 +13,24 @@ import contextlib
 import posixpath
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.errors import TransferError
 from backend.names import display_name
 from backend.transfers.model import JobSpec, verified_label
 
+if TYPE_CHECKING:
+    from backend.session import Session
+
 Engine = Any  # backend.transfers.TransferEngine (imported lazily: it is the heavy part)
 
 
 @contextlib.asynccontextmanager
-async def engine_for(connector: Any) -> AsyncIterator[Engine]:
-    """A started engine using ``connector`` (``async (site_name) -> (Site, conn)``)."""
-    from backend.transfers import TransferEngine
-
-    engine = TransferEngine(connector, run_all_jobs=False)
-    await engine.start()
-    try:
+async def engine_for(session: Session) -> AsyncIterator[Engine]:
+    """A started engine wired by ``session`` (backend/session.py: its connector and the
+    at-rest key provider, so a site that encrypts at rest works here as in ``ferry put``)."""
+    async with session.running_engine(run_all_jobs=False) as engine:
         yield engine
-    finally:
-        await engine.stop()
 
 
 def failure_reason(engine: Engine, job_id: int) -> str:

@@ -103,6 +103,9 @@ class Site:
         return f"{self.user}@{self.host}:{self.port}"
 
 
-def secret_name(site_name: str, kind: Literal["password", "passphrase"]) -> str:
-    """The vault entry holding a site's password or its key's passphrase."""
+def secret_name(
+    site_name: str, kind: Literal["password", "passphrase", "encryption-key"]
+) -> str:
+    """The vault entry holding a site's password, its key's passphrase, or its
+    encryption-at-rest key (backend/atrest.py)."""
     return f"site/{site_name}/{kind}"

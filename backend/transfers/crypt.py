@@ -50,7 +50,7 @@ def parse_key(text: str, site_name: str) -> bytes:
     if len(key) != 32:
         raise ConfigError(
             f"site {site_name}: the encryption key must be 64 hex digits (32 bytes)",
-            hint=f"store it with: ferry vault set {key_secret_name(site_name)}",
+            hint=f"restore your backup with: ferry vault import-key {site_name} --from FILE",
         )
     return key
 

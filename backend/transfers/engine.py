@@ -620,7 +620,7 @@ class TransferEngine:
         if self._key_provider is None:
             raise ConfigError(
                 f"site {site.name} encrypts at rest but no key is available here",
-                hint=f"store it in the vault as site/{site.name}/encryption-key",
+                hint=f"ferry vault import-key {site.name} --from FILE",
             )
         return Cipher(await self._key_provider(site))
 

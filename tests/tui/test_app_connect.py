@@ -151,5 +151,7 @@ async def test_wrong_vault_passphrase_is_one_notification(ferry_home: Path, sftp
         await type_text(pilot, "not the passphrase")
         await pilot.press("enter")
         await wait_for(pilot, lambda: outcome)
-        assert notifications(app) == ["wrong master passphrase or damaged vault"]
+        assert notifications(app) == [  # one line, with what to do (the error's hint)
+            "wrong master passphrase or damaged vault "
+            "(retype it, or check FERRY_VAULT_PASSPHRASE_FILE)"]
     assert "listing" not in outcome

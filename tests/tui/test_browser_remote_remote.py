@@ -8,6 +8,7 @@ import pytest
 from textual.widgets import OptionList
 
 from backend.demo.server import start_sftp_server
+from backend.sources import LocalSource, RemoteSource
 from tests.servers import InProcessServer
 from tests.tui import notifications, wait_for, wait_for_screen
 from tests.tui.browser_kit import (
@@ -26,7 +27,6 @@ from tui.dialogs.site_picker import SitePickerDialog
 from tui.widgets.file_pane import FilePane
 from tui.widgets.path_bar import PathBar
 from tui.widgets.queue_panel import QueuePanel
-from tui.widgets.sources import LocalSource, RemoteSource
 
 CASE = {
     "CASE-3": {

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
 
 from backend import ssh
 from backend.cases.fetch import fetch_results
@@ -16,6 +15,7 @@ from backend.cases.store import CaseStore
 from backend.cases.transport import engine_for
 from backend.cases.watch import watch_once
 from backend.demo.samples import populate
+from backend.session import Session
 from backend.sites.store import SiteStore
 from tests.tui import notifications, wait_for, wait_for_screen
 from tests.tui.browser_kit import browser, goto, register_site
@@ -137,17 +137,12 @@ async def test_archive_moves_exactly_the_previewed_inbox_cases(
         "CASE-20261119-0032", "CASE-20261121-0034"]
 
 
-async def _connector(name: str) -> Any:
-    site = SiteStore().get(name)
-    return site, await ssh.connect(site)
-
-
 async def test_fetch_results_downloads_settled_results_in_one_call(ferry_home, sftp_server):
     created = populate(sftp_server.root, large_file_mib=1)
     register_site(sftp_server, "ai", remote_dir="/ai", layout="study-io")
     site = SiteStore().get("ai")
     ready = created["studies"][:2]
-    async with engine_for(_connector) as engine, ssh.sftp_session(site) as (_conn, sftp):
+    async with engine_for(Session()) as engine, ssh.sftp_session(site) as (_conn, sftp):
         # one plain poll only observes (stability needs two looks) ...
         first = await watch_once(site, sftp, engine)
         assert sorted(first.waiting) == sorted(ready) and first.downloaded == []

@@ -107,6 +107,7 @@ async def test_form_validation_errors_are_inline_and_nothing_is_saved(
 
         key = tmp_path / "id_test"
         key.write_text("not really a key but a readable file\n")
+        key.chmod(0o600)  # a key open to others is refused first (backend/keys.py)
         await _fill(pilot, form, name="taken", key_file=str(key))
         await pilot.press("enter")
         await wait_for(pilot, lambda: "already exists" in _error_text(form))

@@ -21,7 +21,7 @@ from backend.errors import ConfigError, FerryError, PermissionDeniedError, Usage
 from backend.names import display_name
 from backend.transfers.model import SHA256_OF_SERVER_COPY, verified_label
 from tui.cli import inspect_cmd
-from tui.cli.connect import connect_site, sftp_for
+from tui.cli.connect import cli_session, sftp_for
 from tui.cli.output import info, print_json
 
 
@@ -147,7 +147,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     source = Path(args.local_path)
 
     async def run() -> cases.SentStudy:
-        async with transport.engine_for(connect_site) as engine, sftp_for(args.site) as (
+        async with transport.engine_for(cli_session()) as engine, sftp_for(args.site) as (
             site, _conn, sftp,
         ):
             if site.upload_mode == "direct" and args.allow_partial_reads:
@@ -177,7 +177,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     kwargs = {"into": into, "on_event": _print_event, "email": args.email}
     if args.once:
         async def once() -> cases.WatchReport:
-            async with transport.engine_for(connect_site) as engine, sftp_for(args.site) as (
+            async with transport.engine_for(cli_session()) as engine, sftp_for(args.site) as (
                 site, _conn, sftp,
             ):
                 return await cases.watch_once(site, sftp, engine, **kwargs)  # type: ignore[arg-type]
@@ -203,7 +203,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 yield sftp
 
         info(f"watching {site.name} every {args.interval:g} s (Ctrl-C to stop)")
-        async with transport.engine_for(connect_site) as engine:
+        async with transport.engine_for(cli_session()) as engine:
             async for report in cases.watch_loop(
                 site, open_sftp, engine, interval=args.interval, stop=stop, **kwargs,
             ):

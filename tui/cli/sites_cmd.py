@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from backend import credentials, paths
+from backend import atrest, credentials, paths
 from backend.errors import ConfigError, UsageError
 from backend.keys import KEY_KINDS, generate_keypair, key_needs_passphrase
 from backend.names import display_name
@@ -30,9 +30,13 @@ from backend.sites.model import (
 from backend.sites.model import secret_name as _secret_name
 from backend.sites.profile import forget_profile, rename_profile
 from backend.sites.store import SiteStore
+from backend.transfers.crypt import key_secret_name
 from backend.vault import Vault
 from tui.cli.output import ask_secret, info, is_interactive, print_json
 from tui.cli.vault_cli import open_vault_unattended, register_vault_commands, unlock_vault
+
+# The vault entries of a site that follow it when it is renamed (site/<name>/<kind>).
+SECRET_KINDS = ("password", "passphrase", "encryption-key")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -111,6 +115,12 @@ def _site_options(p: argparse.ArgumentParser, *, editing: bool) -> None:
     p.add_argument("--server-profile", choices=SERVER_PROFILES,
                    help="what the server can do: auto (detected by 'ferry sites test', the "
                    "default) or a preset; see docs/transfers.md, 'Server profiles'")
+    p.add_argument("--encrypt-at-rest", action=argparse.BooleanOptionalAction, default=None,
+                   help="encrypt uploads with a key kept in the vault (created now unless "
+                   "the vault has one; back it up: 'ferry vault export-key')")
+    p.add_argument("--encryption-key-file", metavar="FILE",
+                   help="with --encrypt-at-rest: use the key in FILE (from 'ferry vault "
+                   "export-key' or 'ferry keygen --symmetric') instead of a new one")
     if not editing:
         return
     p.add_argument("--name", dest="new_name", metavar="NEW", help="rename the site")
@@ -118,7 +128,6 @@ def _site_options(p: argparse.ArgumentParser, *, editing: bool) -> None:
     p.add_argument("--upload-mode", choices=UPLOAD_MODES)
     p.add_argument("--temp-suffix", metavar="S", help="suffix of in-progress uploads")
     p.add_argument("--max-parallel", metavar="N", type=int, help="parallel transfers (1-64)")
-    p.add_argument("--encrypt-at-rest", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--allow-exec", action=argparse.BooleanOptionalAction, default=None,
                    help="may run sha256sum on the server to verify transfers")
 
@@ -175,7 +184,27 @@ def _common_changes(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError("--jump and --no-jump contradict each other")
         changes["jump"] = None
     changes.update(_auth_changes(args))
+    if args.encryption_key_file:
+        if args.encrypt_at_rest is False:
+            raise UsageError("--encryption-key-file and --no-encrypt-at-rest contradict "
+                             "each other")
+        atrest.read_key_file(args.encryption_key_file)  # a bad file fails before any change
+        changes["encrypt_at_rest"] = True
     return changes
+
+
+def _store_site_key(vault: Vault | None, args: argparse.Namespace, site_name: str) -> None:
+    """``--encrypt-at-rest``: the site's key in the vault (backend/atrest.py), and how to
+    back it up."""
+    assert vault is not None
+    outcome = atrest.ensure_key(vault, site_name, args.encryption_key_file)
+    if not (outcome.created or outcome.imported):
+        info(f"Encryption at rest: using the key already in the vault for {site_name}.")
+        return
+    info(("Created a new" if outcome.created else "Imported the") +
+         f" encryption-at-rest key for {site_name}.")
+    for line in atrest.backup_advice(site_name):
+        info(f"  {line}")
 
 
 def _check_jump_exists(store: SiteStore, site: Site) -> None:
@@ -223,12 +252,15 @@ def cmd_add(args: argparse.Namespace) -> int:
     site.validate()
     _check_jump_exists(store, site)
     secrets = _read_site_secrets(args, site)
-    if secrets:
+    vault: Vault | None = None
+    if secrets or site.encrypt_at_rest:
         vault = unlock_vault(create=True)
         assert vault is not None
         for key, value in secrets.items():
             vault.set(key, value)
         vault.save()
+    if site.encrypt_at_rest:
+        _store_site_key(vault, args, site.name)
     store.add(site)
     print(f"Added site {display_name(site.name)}: {display_name(site.address)} "
           f"(auth {site.auth})")
@@ -277,17 +309,21 @@ def cmd_edit(args: argparse.Namespace) -> int:
         _check_jump_exists(store, preview)
     secrets = _read_site_secrets(args, preview)
     renamed = preview.name != old.name
+    encrypting = bool(changes.get("encrypt_at_rest"))
     vault: Vault | None = None
-    if secrets:
+    if secrets or encrypting:
         vault = unlock_vault(create=True)
-    elif renamed and Vault.exists(paths.vault_file()) and credentials.needs_vault(old):
+    elif renamed and Vault.exists(paths.vault_file()) and (
+            credentials.needs_vault(old) or old.encrypt_at_rest):
         vault = unlock_vault()
+    if vault is not None and renamed:
+        for kind in SECRET_KINDS:
+            vault.rename(_secret_name(old.name, kind), _secret_name(preview.name, kind))
+    if encrypting:
+        _store_site_key(vault, args, preview.name)  # saves the renames with it
     site = store.update(old.name, **changes)
     rename_profile(old.name, site.name)
     if vault is not None:
-        if renamed:
-            for kind in ("password", "passphrase"):
-                vault.rename(_secret_name(old.name, kind), _secret_name(site.name, kind))
         for key, value in secrets.items():
             vault.set(key, value)
         vault.save()
@@ -315,6 +351,10 @@ def cmd_remove(args: argparse.Namespace) -> int:
     elif Vault.exists(paths.vault_file()) and site.auth == "password":
         info(f"note: the vault was not unlocked, so {site.name}'s password stays in it "
              f"(entry {names[0]}); it is harmless and reused if you add the site again.")
+    if site.encrypt_at_rest or (vault is not None and key_secret_name(site.name) in vault):
+        info(f"note: the encryption key of {site.name} stays in the vault (entry "
+             f"{key_secret_name(site.name)}): the site's encrypted files need it. Delete it "
+             f"with 'ferry vault remove {key_secret_name(site.name)}' once they are gone.")
     print(f"Removed site {display_name(site.name)}")
     return 0
 

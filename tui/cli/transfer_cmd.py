@@ -19,15 +19,13 @@ from collections.abc import Callable
 
 import humanize
 
-from backend.errors import ConfigError, TransferError, UsageError
+from backend.errors import TransferError, UsageError
 from backend.limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES
 from backend.names import display_name, is_escaped
 from backend.relay import next_legs
 from backend.remote import parse_remote_spec
-from backend.sites.model import Site
 from backend.sites.store import SiteStore
 from backend.transfers import JobSpec, JobStatus, Journal, TransferEngine, TransferEvent, moves
-from backend.transfers.crypt import key_secret_name, parse_key
 from backend.transfers.model import (
     CONFLICT_POLICIES,
     FINISHED_STATES,
@@ -36,7 +34,7 @@ from backend.transfers.model import (
     verified_counts,
     verified_label,
 )
-from tui.cli.connect import connect_site
+from tui.cli.connect import cli_session
 from tui.cli.output import print_json
 
 EXIT_FAILED = TransferError.exit_code
@@ -121,25 +119,9 @@ def _caps(args: argparse.Namespace) -> dict[str, int | None]:
 # -- the engine as the CLI uses it ------------------------------------------------------------
 
 
-async def _connector(name: str):  # type: ignore[no-untyped-def]
-    return await connect_site(name)
-
-
-async def _key_provider(site: Site) -> bytes:
-    from tui.cli.vault_cli import unlock_vault
-
-    vault = unlock_vault()
-    secret = vault.get(key_secret_name(site.name)) if vault is not None else None
-    if secret is None:
-        raise ConfigError(
-            f"site {site.name} encrypts at rest but the vault holds no key for it",
-            hint=f"store 64 hex digits as {key_secret_name(site.name)} in the vault",
-        )
-    return parse_key(secret, site.name)
-
-
 def make_engine(run_all_jobs: bool = False) -> TransferEngine:
-    return TransferEngine(_connector, key_provider=_key_provider, run_all_jobs=run_all_jobs)
+    """The engine as every face builds it (backend/session.py), with the CLI's prompter."""
+    return cli_session().engine(run_all_jobs=run_all_jobs)
 
 
 def _parse_get(paths: list[str]) -> tuple[str, list[str], str]:

@@ -4,7 +4,10 @@ Each field is checked as the CLI would (``Site.validate()``, key file exists and
 name not taken, jump host saved) and the store's own errors are shown in the form too: the
 form calls an async ``save`` callback and stays open, with the message under the fields, if it
 raises a :class:`~backend.errors.FerryError`. Password and key passphrase are masked and go
-only to the vault (the callback's job); an empty secret field means "leave as is".
+only to the vault (the callback's job); an empty secret field means "leave as is". The
+"Encrypt at rest" switch has the callback create the site's key in the vault, as
+``ferry sites add --encrypt-at-rest`` does (backend/atrest.py). A private key file that other
+users may read is refused with its ``chmod 600`` fix (backend/keys.py ``check_key_mode``).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, Static, Switch
 
 from backend.errors import ConfigError, FerryError
+from backend.keys import check_key_mode
 from backend.sites.model import (
     AUTH_METHODS,
     CIPHER_PROFILES,
@@ -46,6 +50,7 @@ SaveCallback = Callable[[SiteFormResult], Awaitable[None]]
 
 # Which input a validation message is about (first match wins).
 _FIELD_WORDS = (
+    ("unprotected private key", "key_file"),  # backend/keys.py check_key_mode
     ("site name", "name"),
     ("name", "name"),
     ("host", "host"),
@@ -73,6 +78,7 @@ def check_key_file(raw: str) -> str:
         raise ConfigError(f"key file {raw} does not exist")
     if not os.access(path, os.R_OK):
         raise ConfigError(f"key file {raw} is not readable")
+    check_key_mode(path.resolve())
     return str(path.resolve())
 
 
@@ -86,6 +92,8 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
     SiteFormDialog .row Label { width: 12; padding: 0 1 0 0; text-align: right; }
     SiteFormDialog .row Input, SiteFormDialog .row Select { width: 1fr; }
     SiteFormDialog Input.invalid { background: $error 40%; }
+    SiteFormDialog .row Switch { border: none; height: 1; padding: 0; width: auto; }
+    SiteFormDialog .row .switch-note { width: 1fr; padding: 0 0 0 1; color: $text-muted; }
     SiteFormDialog .dialog-buttons { margin-top: 0; }
     """
 
@@ -149,6 +157,13 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
                                   placeholder="another saved site (optional)")
                 yield self._choice("Server", "server_profile", SERVER_PROFILES,
                                    site.server_profile)
+                yield Horizontal(
+                    Label("Encrypt"),
+                    Switch(site.encrypt_at_rest, id="encrypt_at_rest", animate=False),
+                    Static("at rest: uploads encrypted with a key kept in the vault",
+                           classes="switch-note"),
+                    classes="row",
+                )
             yield Static("", id="error", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
@@ -187,6 +202,7 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
             cipher_profile=self._select("cipher_profile"),
             jump=self._value("jump") or None,
             server_profile=self._select("server_profile"),
+            encrypt_at_rest=self.query_one("#encrypt_at_rest", Switch).value,
             host_keys=list(base.host_keys),
         )
         site.validate()
@@ -205,10 +221,10 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
             passphrase=self.query_one("#passphrase", Input).value or None,
         )
 
-    def show_error(self, message: str) -> None:
+    def show_error(self, message: str, hint: str | None = None) -> None:
         for widget in self.query(Input):
             widget.remove_class("invalid")
-        self.query_one("#error", Static).update(plain(message))
+        self.query_one("#error", Static).update(plain(message + (f" ({hint})" if hint else "")))
         field = field_of(message)
         if field is not None:
             target = self.query(f"#{field}")
@@ -235,6 +251,6 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
             result = self.build()
             await self.save(result)
         except FerryError as exc:
-            self.show_error(exc.message)
+            self.show_error(exc.message, exc.hint)
             return
         self.dismiss(result)

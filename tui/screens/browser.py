@@ -34,6 +34,7 @@ from backend.errors import FerryError, PermissionDeniedError, TransferError, Uns
 from backend.names import display_name, validate_name
 from backend.relay import RelayResult, RelaySpec, relay_copy, relay_move
 from backend.remote import RemoteEntry, move_by_rename
+from backend.sources import LocalSource, RemoteSource
 from backend.transfers import moves
 from backend.transfers.model import JobSpec, JobStatus, TransferEvent
 from tui.dialogs import ConfirmDialog, TextInputDialog, ask
@@ -42,7 +43,6 @@ from tui.engine_bridge import bridge_for
 from tui.screens.viewer import FileInfoScreen, ViewerScreen
 from tui.widgets.file_pane import FilePane, human_size
 from tui.widgets.queue_panel import QueuePanel, QueueSummary
-from tui.widgets.sources import LocalSource, RemoteSource
 
 MAX_PLAN_LINES = 12
 

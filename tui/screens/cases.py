@@ -408,8 +408,8 @@ class CasesScreen(Screen[None]):
             hint = "f fetches them" if case.state == READY else "no results downloaded yet"
             self.notify(f"{case.case_id}: no text report ({hint})", severity="warning")
             return
+        from backend.sources import LocalSource
         from tui.screens.viewer import ViewerScreen
-        from tui.widgets.sources import LocalSource
 
         report = Path(case.report_path)
         self.app.push_screen(ViewerScreen(LocalSource(str(report.parent)), str(report)))

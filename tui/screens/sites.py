@@ -20,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from backend import ssh
+from backend import atrest, ssh
 from backend.errors import FerryError
 from backend.keys import generate_keypair
 from backend.sites import profile as server_profile
@@ -41,6 +41,8 @@ def _when(stamp: str | None) -> str:
 
 class SitesScreen(Screen[None]):
     """Saved sites. Enter opens the browser on the highlighted one."""
+
+    _key_created: str | None = None  # a site whose at-rest key the last save created
 
     HELP_TITLE = "Sites"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -195,26 +197,36 @@ class SitesScreen(Screen[None]):
         if result.passphrase and site.key_file:
             secrets[secret_name(site.name, "passphrase")] = result.passphrase
         renamed = result.original_name is not None and result.original_name != site.name
+        old = store.get(result.original_name) if result.original_name is not None else None
+        encrypting = site.encrypt_at_rest and not (old is not None and old.encrypt_at_rest
+                                                   and not renamed)
         vault: Vault | None = None
-        if secrets:
+        if secrets or encrypting:
             vault = await app.unlock_vault(create=True)  # type: ignore[attr-defined]
+        elif renamed and old is not None and old.encrypt_at_rest:
+            vault = await app.unlock_vault()  # type: ignore[attr-defined]  # the key moves
         elif renamed:
             vault = app._vault  # type: ignore[attr-defined]
+        if vault is not None and renamed and result.original_name is not None:
+            for kind in ("password", "passphrase", "encryption-key"):
+                vault.rename(secret_name(result.original_name, kind),  # type: ignore[arg-type]
+                             secret_name(site.name, kind))  # type: ignore[arg-type]
+        self._key_created = None
+        # the same backend call as 'ferry sites add --encrypt-at-rest' (saves the vault)
+        if encrypting and vault is not None and atrest.ensure_key(vault, site.name).created:
+            self._key_created = site.name
         if result.original_name is None:
             store.add(site)
         else:
             changes = {
                 key: getattr(site, key)
                 for key in ("name", "host", "port", "user", "auth", "key_file", "remote_dir",
-                            "layout", "cipher_profile", "jump", "server_profile")
+                            "layout", "cipher_profile", "jump", "server_profile",
+                            "encrypt_at_rest")
             }
             store.update(result.original_name, **changes)
             server_profile.rename_profile(result.original_name, site.name)
         if vault is not None:
-            if renamed and result.original_name is not None:
-                for kind in ("password", "passphrase"):
-                    vault.rename(secret_name(result.original_name, kind),
-                                 secret_name(site.name, kind))
             for key, value in secrets.items():
                 vault.set(key, value)
             vault.save()
@@ -225,6 +237,12 @@ class SitesScreen(Screen[None]):
         verb = "Added" if result.original_name is None else "Saved"
         self.notify(Text.assemble(f"{verb} site ", plain(result.site.name)).plain)
         self.reload(select=result.site.name)
+        created, self._key_created = self._key_created, None
+        if created is not None:  # losing the key loses the data: say so, with the backup step
+            self.app.push_screen(MessageDialog(
+                f"Encryption key created for {created}",
+                [plain(line) for line in atrest.backup_advice(created)],
+            ))
 
     def action_delete(self) -> None:
         site = self._selected_site()
@@ -239,6 +257,8 @@ class SitesScreen(Screen[None]):
         stored = [n for n in names if vault is not None and n in vault]
         if stored:
             lines.append(f"Delete its {len(stored)} secret(s) from the vault.")
+        if site.encrypt_at_rest:
+            lines.append("Its encryption-at-rest key stays in the vault (its files need it).")
         lines.append("Files on the server are not touched.")
 
         def done(confirmed: bool | None) -> None:

@@ -25,8 +25,8 @@ from backend.dicom import headerview
 from backend.errors import FerryError
 from backend.names import display_name
 from backend.remote import VIEW_LIMIT, RemoteEntry
+from backend.sources import Source
 from tui.widgets.file_pane import perms
-from tui.widgets.sources import Source
 
 HEX_LIMIT = 64 * 1024
 _UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")

@@ -36,8 +36,8 @@ from backend.cases.layout import CaseMarker
 from backend.errors import FerryError
 from backend.names import display_name
 from backend.remote import RemoteEntry
+from backend.sources import Source
 from tui.widgets.path_bar import PathBar
-from tui.widgets.sources import Source
 
 MIN_NAME = 15
 SORT_KEYS: tuple[str, ...] = ("name", "size", "mtime", "mode")
