@@ -63,6 +63,19 @@ class RedactingFilter(logging.Filter):
 
 
 _configured = False
+_installed: list[tuple[logging.Logger, logging.Handler]] = []
+
+
+def reset_logging() -> None:
+    """Undo :func:`setup_logging` (for a process that runs the CLI more than once, as the tests
+    do): its handlers are closed and removed and "ferry" records propagate again."""
+    global _configured
+    for logger, handler in _installed:
+        logger.removeHandler(handler)
+        handler.close()
+    _installed.clear()
+    logging.getLogger("ferry").propagate = True
+    _configured = False
 
 
 def setup_logging(verbose: bool = False) -> logging.Logger:
@@ -79,6 +92,7 @@ def setup_logging(verbose: bool = False) -> logging.Logger:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
     logger.addHandler(handler)
+    _installed.append((logger, handler))
     if path.exists():
         os.chmod(path, 0o600)
     if verbose:
@@ -87,8 +101,10 @@ def setup_logging(verbose: bool = False) -> logging.Logger:
         err.setFormatter(logging.Formatter("ferry: %(levelname)s %(name)s: %(message)s"))
         err.addFilter(RedactingFilter())
         logger.addHandler(err)
+        _installed.append((logger, err))
         for name in ("asyncssh", "aiohttp"):
             lib = logging.getLogger(name)
             lib.setLevel(logging.INFO)
             lib.addHandler(handler)
+            _installed.append((lib, handler))
     return logger

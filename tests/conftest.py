@@ -9,6 +9,7 @@ import asyncssh
 import pytest
 
 from backend.demo.server import start_sftp_server
+from backend.log import reset_logging
 from tests.matrix import (
     KINDS,
     MatrixServer,
@@ -17,6 +18,14 @@ from tests.matrix import (
     start_s3gateway,
 )
 from tests.servers import InProcessServer, SshdServer, start_sshd, write_private_key
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """A test that ran the CLI in this process configured Ferry's logging for good (a file in
+    its own FERRY_HOME, no propagation): undo that, so the next test's caplog sees records."""
+    yield
+    reset_logging()
 
 
 @pytest.fixture

@@ -246,17 +246,6 @@ async def test_upload_keeps_the_source_mtime_where_the_server_allows(ferry_home,
                                                                      server_of_kind, tmp_path,
                                                                      kind, caplog):
     caplog.set_level(logging.DEBUG, logger="ferry.transfers")
-    # Ferry's own log setup (backend/log.py, run by CLI tests in this process) stops "ferry"
-    # records from propagating to the root logger, where caplog listens: listen here directly
-    transfers_log = logging.getLogger("ferry.transfers")
-    transfers_log.addHandler(caplog.handler)
-    try:
-        await _keeps_mtime(server_of_kind, tmp_path, kind, caplog)
-    finally:
-        transfers_log.removeHandler(caplog.handler)
-
-
-async def _keeps_mtime(server_of_kind, tmp_path, kind, caplog) -> None:
     async with server_of_kind(kind) as s:
         (s.root / "in").mkdir()
         src = tmp_path / "study.zip"
