@@ -31,6 +31,7 @@ COMMAND_MODULES: list[str] = [
     "tui.cli.sites_cmd",
     "tui.cli.transfer_cmd",
     "tui.cli.case_cmd",
+    "tui.cli.completion_cmd",
 ]
 
 
