@@ -26,6 +26,7 @@ from backend.hostkeys import PresentedKey, TrustDecision
 from backend.names import display_name
 from backend.sites.model import Site
 from backend.sites.store import SiteStore
+from backend.transfers import TransferEngine
 from backend.vault import MIN_PASSPHRASE, Vault
 from tui.commands import FerryCommands
 from tui.dialogs import ConfirmDialog, HostKeyDialog, SecretDialog, ask
@@ -137,11 +138,6 @@ class FerryApp(App[None]):
             self.notify(f"could not save the theme: {exc}", severity="warning")
 
     async def _start_engine(self) -> None:
-        try:
-            from backend.transfers import TransferEngine
-        except ImportError:
-            log.info("transfer engine not available")
-            return
         self.engine = TransferEngine(self.connect_site)
         try:
             await self.engine.start()
