@@ -9,6 +9,7 @@ import asyncssh
 import pytest
 
 from backend.demo.server import start_sftp_server
+from tests import ast_guard
 from tests.matrix import (
     KINDS,
     MatrixServer,
@@ -17,6 +18,8 @@ from tests.matrix import (
     start_s3gateway,
 )
 from tests.servers import InProcessServer, SshdServer, start_sshd, write_private_key
+
+ast_guard.install()  # lets pytest rewrite asserts on CPython 3.11.7: see tests/ast_guard.py
 
 
 @pytest.fixture
