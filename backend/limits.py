@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backend.errors import LimitExceededError, UsageError
+from backend.units import human_size
 
 DEFAULT_MAX_ENTRIES = 200_000
 DEFAULT_MAX_DEPTH = 64
@@ -37,16 +38,6 @@ class TreeLimits:
         if self.max_bytes is not None and self.max_bytes < 1:
             raise UsageError("--max-bytes must be at least 1 byte")
         return self
-
-
-def format_bytes(n: int) -> str:
-    """``n`` bytes in binary units, e.g. ``1.5 GiB``."""
-    size = float(n)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{n:,} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n:,} bytes"  # pragma: no cover - the loop always returns
 
 
 class TreeBudget:
@@ -80,7 +71,7 @@ class TreeBudget:
         self.bytes += size
         if limits.max_bytes is not None and self.bytes > limits.max_bytes:
             self._exceeded(f"the files under {where} total more than "
-                           f"{format_bytes(limits.max_bytes)}", "--max-bytes SIZE")
+                           f"{human_size(limits.max_bytes)}", "--max-bytes SIZE")
 
     def over_entries(self, where: str) -> None:
         self._exceeded(f"more than {self.limits.max_entries:,} entries under {where}",

@@ -10,6 +10,7 @@ import pytest
 
 from backend.demo.server import start_sftp_server
 from backend.log import reset_logging
+from tests import ast_guard
 from tests.matrix import (
     KINDS,
     MatrixServer,
@@ -18,6 +19,8 @@ from tests.matrix import (
     start_s3gateway,
 )
 from tests.servers import InProcessServer, SshdServer, start_sshd, write_private_key
+
+ast_guard.install()  # lets pytest rewrite asserts on CPython 3.11.7: see tests/ast_guard.py
 
 
 @pytest.fixture(autouse=True)

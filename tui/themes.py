@@ -13,8 +13,8 @@ A theme file::
     [variables]                  # optional Textual design variables
     "footer-key-foreground" = "#..."
 
-The built-in files ship inside the wheel as the package ``tui.builtin_themes`` (pyproject maps
-``themes/`` there); in a source checkout they are read from ``themes/`` directly.
+The built-in files ship inside the wheel as the data package ``tui.builtin_themes`` (setup.py
+maps ``themes/`` there); in a source checkout they are read from ``themes/`` directly.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from backend.shares.limits import Limits
 from backend.shares.policy import parse_duration
 from backend.shares.proxy import LOOPBACK, ProxyConfig
 from backend.shares.service import CHUNK, Download, LinkError, ShareService
+from backend.units import human_size
 
 log = logging.getLogger("ferry.shares.web")
 
@@ -209,15 +210,6 @@ def _link_error_page(exc: LinkError) -> web.Response:
                  headers)
 
 
-def _human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} bytes"
-
-
 def _content_disposition(name: str) -> str:
     name = name.replace("/", "_").replace("\\", "_")
     fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;%' else "_" for c in name)
@@ -249,7 +241,7 @@ async def recipient_page(request: web.Request) -> web.Response:
 
 def _download_page(request: web.Request, share: Any, error: str) -> str:
     return pages.download_page(
-        name=share.name, size=_human_size(share.size),
+        name=share.name, size=human_size(share.size),
         expires=share.expires_at.strftime("%Y-%m-%d %H:%M"), message=share.message,
         password=share.password_hash is not None, error=error,
         action=f"/s/{request.match_info['token']}/download",

@@ -8,11 +8,10 @@ import stat
 import sys
 import time
 
-import humanize
-
 from backend import remote
 from backend.errors import UsageError
 from backend.names import display_name
+from backend.units import human_size
 from tui.cli.connect import sftp_for
 from tui.cli.output import print_json
 
@@ -55,7 +54,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     else:
         for e in entries:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.mtime)) if e.mtime else "-"
-            size = humanize.naturalsize(e.size, binary=True) if e.kind == "file" else "-"
+            size = human_size(e.size) if e.kind == "file" else "-"
             name = display_name(e.name) + ("/" if e.kind == "dir" else "")
             if e.link_target:
                 name += f" -> {e.link_target}"

@@ -17,8 +17,6 @@ import json
 import sys
 from collections.abc import Callable
 
-import humanize
-
 from backend.errors import TransferError, UsageError
 from backend.limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES
 from backend.names import display_name, is_escaped
@@ -34,6 +32,7 @@ from backend.transfers.model import (
     verified_counts,
     verified_label,
 )
+from backend.units import human_size
 from tui.cli.connect import cli_session
 from tui.cli.output import print_json
 
@@ -360,8 +359,8 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
         print("the queue is empty")
         return 0
     for s in statuses:
-        size = humanize.naturalsize(s.bytes_total, binary=True)
-        done = humanize.naturalsize(s.bytes_done, binary=True)
+        size = human_size(s.bytes_total)
+        done = human_size(s.bytes_done)
         failed = f", {s.files_failed} failed" if s.files_failed else ""
         error = f"  ({display_name(s.error)})" if s.error else ""
         print(f"{s.id:>4}  {s.state:<9} {s.direction:<3}  {display_name(s.label)}  "

@@ -40,9 +40,9 @@ from backend.log import register_secret
 from backend.remote import RemoteEntry
 from backend.shares.client import ShareClient, local_file_source, sftp_source
 from backend.shares.service import normalise_email
+from backend.units import human_size
 from tui.dialogs.base import FerryDialog
 from tui.dialogs.text import plain
-from tui.widgets.file_pane import human_size
 from tui.widgets.qr import qr_text
 
 EXPIRY_CHOICES = [("1 day", "1d"), ("3 days", "3d"), ("7 days", "7d")]
@@ -102,7 +102,7 @@ class ShareDialog(FerryDialog[dict[str, Any] | None]):
         with Vertical(classes="dialog"):
             yield Static(Text.assemble("Share ", plain(self.file_name)), classes="dialog-title")
             yield Static(
-                Text.assemble(plain(self.where), f"  ({human_size(self.file_size)})"),
+                Text.assemble(plain(self.where), f"  ({human_size(self.file_size, compact=True)})"),
                 classes="share-where",
             )
             with Horizontal(classes="share-row"):

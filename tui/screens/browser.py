@@ -37,11 +37,12 @@ from backend.remote import RemoteEntry, move_by_rename
 from backend.sources import LocalSource, RemoteSource
 from backend.transfers import moves
 from backend.transfers.model import JobSpec, JobStatus, TransferEvent
+from backend.units import human_size
 from tui.dialogs import ConfirmDialog, TextInputDialog, ask
 from tui.dialogs.site_picker import PaneChoice, SitePickerDialog
 from tui.engine_bridge import bridge_for
 from tui.screens.viewer import FileInfoScreen, ViewerScreen
-from tui.widgets.file_pane import FilePane, human_size
+from tui.widgets.file_pane import FilePane
 from tui.widgets.queue_panel import QueuePanel, QueueSummary
 
 MAX_PLAN_LINES = 12
@@ -61,7 +62,7 @@ def describe_plan(items: list[Any]) -> list[str]:
     files = sum(1 for i in items if i.entry.kind != "dir")
     folders = len(items) - files
     size = sum(i.entry.size for i in items if i.entry.kind == "file")
-    lines = [f"{files} file(s) and {folders} folder(s), {human_size(size)} in total:"]
+    lines = [f"{files} file(s) and {folders} folder(s), {human_size(size, compact=True)} in total:"]
     for item in items[:MAX_PLAN_LINES]:
         suffix = "/" if item.entry.kind == "dir" else ""
         lines.append(f"  {display_name(item.relpath)}{suffix}")

@@ -37,6 +37,7 @@ from backend.errors import FerryError
 from backend.names import display_name
 from backend.remote import RemoteEntry
 from backend.sources import Source
+from backend.units import human_size
 from tui.widgets.path_bar import PathBar
 
 MIN_NAME = 15
@@ -50,18 +51,6 @@ STATE_STYLES = {
     "outgoing": "yellow",
     "archived": "dim",
 }
-
-
-def human_size(size: int) -> str:
-    """A size in at most 6 cells: ``999B``, ``12.4K``, ``1.2G``."""
-    value = float(size)
-    for unit in ("B", "K", "M", "G", "T", "P"):
-        if value < 1000 or unit == "P":
-            if unit == "B":
-                return f"{int(value)}B"
-            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
-        value /= 1024
-    return f"{size}B"
 
 
 def perms(entry: RemoteEntry) -> str:
@@ -497,7 +486,7 @@ class FilePane(Vertical):
                 Text(marker.state, style=STATE_STYLES.get(marker.state, "")) if marker else ""
             )
         if spec.size:  # plain strings of our own making: no markup can occur in them
-            shown = "<DIR>" if entry.kind == "dir" else human_size(entry.size)
+            shown = "<DIR>" if entry.kind == "dir" else human_size(entry.size, compact=True)
             cells.append(shown.rjust(spec.size))
         if spec.mtime:
             cells.append(modified(entry, spec.mtime))

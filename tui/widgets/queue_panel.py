@@ -25,6 +25,7 @@ from textual.widgets import DataTable, Static
 from backend.errors import FerryError
 from backend.names import display_name
 from backend.transfers.model import JobStatus, TransferEvent, verified_counts, verified_label
+from backend.units import human_size
 from tui.engine_bridge import bridge_for
 from tui.messages import TransferChanged, TransferProgress
 
@@ -41,12 +42,8 @@ STATE_STYLES = {
 }
 
 
-def size_text(n: int) -> str:
-    return humanize.naturalsize(n, binary=True, format="%.1f")
-
-
 def speed_text(speed: float) -> str:
-    return f"{size_text(int(speed))}/s" if speed > 0 else ""
+    return f"{human_size(int(speed))}/s" if speed > 0 else ""
 
 
 def eta_text(eta: float | None, state: str) -> str:
@@ -348,8 +345,8 @@ class QueuePanel(_QueueListener, Vertical):
         t = self.model.totals()
         text = (
             f"{t['jobs']} transfers · {t['running']} running · {t['queued']} queued · "
-            f"{t['failed']} failed · {size_text(t['bytes_done'])} of "
-            f"{size_text(t['bytes_total'])} left to move"
+            f"{t['failed']} failed · {human_size(t['bytes_done'])} of "
+            f"{human_size(t['bytes_total'])} left to move"
             if t["bytes_total"]
             else f"{t['jobs']} transfers · {t['done']} done · {t['failed']} failed"
         )
@@ -366,7 +363,7 @@ class QueuePanel(_QueueListener, Vertical):
             "dir": "get" if job.direction == "get" else "put",
             "progress": Text(checked, no_wrap=True, overflow="ellipsis") if checked
             else bar(job.bytes_done if job.state != "done" else total, total),
-            "bytes": f"{size_text(job.bytes_done)}/{size_text(total)}",
+            "bytes": f"{human_size(job.bytes_done)}/{human_size(total)}",
             "speed": speed_text(job.speed) if job.state == "running" else "",
             "eta": eta_text(job.eta, job.state),
             "state": Text(job.state, style=STATE_STYLES.get(job.state, "")),
