@@ -53,7 +53,10 @@ def manpage() -> str:
     page.description = "move medical case files securely over SFTP"
     page.add_section("environment", "=", _ENVIRONMENT)
     page.add_section("exit status", "=", _EXIT_STATUS)
-    return str(page)
+    # a help line that begins with ' (e.g. "'ferry keygen ...'") would be read by roff as a
+    # control line: \& in front makes it text (argparse-manpage escapes only dashes)
+    return "\n".join("\\&" + line if line.startswith("'") else line
+                     for line in str(page).split("\n"))
 
 
 _ENVIRONMENT = """.TP
