@@ -13,6 +13,7 @@ import logging
 from typing import Any, ClassVar
 
 import asyncssh
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 
@@ -29,6 +30,7 @@ from backend.sites.store import SiteStore
 from backend.vault import MIN_PASSPHRASE, Vault
 from tui.commands import FerryCommands
 from tui.dialogs import ConfirmDialog, HostKeyDialog, SecretDialog, ask
+from tui.key_order import KeyOrder
 from tui.settings import DEFAULT_THEME, Settings, load_settings, save_theme
 from tui.themes import load_builtin_themes, load_user_themes
 
@@ -60,6 +62,20 @@ class FerryApp(App[None]):
         self._vault: Vault | None = None
         self._settings_ok = True
         self._shown_theme = DEFAULT_THEME
+        self.exiting = False
+        self._key_order = KeyOrder(self, super().on_event)
+
+    async def on_event(self, event: events.Event) -> None:
+        """Keys from the terminal go through :class:`KeyOrder`: each is handled only after the
+        focus changes and dialogs the one before it caused (tui/key_order.py)."""
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            await self._key_order.key(event)
+            return
+        await super().on_event(event)
+
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        self.exiting = True
+        super().exit(*args, **kwargs)
 
     def notify(
         self,
@@ -96,6 +112,7 @@ class FerryApp(App[None]):
             self.open_browser(self.start_site)
 
     async def on_unmount(self) -> None:
+        self._key_order.stop()
         await self._stop_engine()
 
     def _load_themes_and_settings(self) -> None:
