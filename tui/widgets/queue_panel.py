@@ -322,12 +322,14 @@ class QueuePanel(_QueueListener, Vertical):
             table.move_cursor(row=min(max(cursor, 0), len(rows) - 1), animate=False)
         self._update_detail()
         t = self.model.totals()
+        jobs = f"{t['jobs']} transfer{'' if t['jobs'] == 1 else 's'}"
+        left = max(t["bytes_total"] - t["bytes_done"], 0)
         text = (
-            f"{t['jobs']} transfers · {t['running']} running · {t['queued']} queued · "
+            f"{jobs} · {t['running']} running · {t['queued']} queued · "
             f"{t['failed']} failed · {size_text(t['bytes_done'])} of "
-            f"{size_text(t['bytes_total'])} left to move"
+            f"{size_text(t['bytes_total'])} moved, {size_text(left)} left"
             if t["bytes_total"]
-            else f"{t['jobs']} transfers · {t['done']} done · {t['failed']} failed"
+            else f"{jobs} · {t['done']} done · {t['failed']} failed"
         )
         if t["speed"]:
             text += f" · {speed_text(t['speed'])}"
@@ -350,7 +352,7 @@ class QueuePanel(_QueueListener, Vertical):
         job = self.selected()
         detail = ""
         if job is not None and job.state == "failed":
-            detail = f"error: {display_name(job.error or 'failed (no reason given)')}"
+            detail = f"error: {display_name(bridge_for(self.app).failure(job))}"
         self.query_one(".queue-detail", Static).update(Text(detail))
 
     @on(DataTable.RowHighlighted)
