@@ -30,6 +30,7 @@ from tui.dialogs import ConfirmDialog, MessageDialog, TextInputDialog, ask
 from tui.dialogs.share import error_line, parse_recipients
 from tui.dialogs.text import plain
 from tui.screens import status_bar
+from tui.widgets.list_table import ListTable
 
 log = logging.getLogger("ferry.tui.shares")
 
@@ -137,7 +138,7 @@ class SharesScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("Ferry — Shares", classes="screen-title")
-        table: DataTable[Any] = DataTable(cursor_type="row", zebra_stripes=True, id="shares")
+        table: DataTable[Any] = ListTable(cursor_type="row", zebra_stripes=True, id="shares")
         table.add_column("Name", key="name", width=20)
         table.add_column("Recipients", key="recipients", width=22)
         table.add_column("Expires", key="expires", width=11)

@@ -283,11 +283,12 @@ class FilePane(Vertical):
         height: 1fr;
         scrollbar-size-vertical: 1;
     }
-    FilePane FilterInput {
+    FilePane FilterInput, FilePane FilterInput:focus {
         display: none;
         height: 1;
         border: none;
         padding: 0 1;
+        background: $primary 30%;
     }
     FilePane FilterInput.-shown {
         display: block;
@@ -340,7 +341,7 @@ class FilePane(Vertical):
     def compose(self) -> ComposeResult:
         yield PathBar(self.source.label if self.source else "", self.path)
         yield FileTable(cursor_type="row", zebra_stripes=False, cell_padding=1)
-        yield FilterInput(placeholder="filter (Esc clears)")
+        yield FilterInput(placeholder="filter (Esc clears)", compact=True)
         yield Static("", classes="pane-status")
 
     @property

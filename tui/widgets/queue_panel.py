@@ -25,6 +25,7 @@ from backend.names import display_name
 from backend.transfers.model import JobStatus, TransferEvent
 from tui.engine_bridge import bridge_for
 from tui.messages import TransferChanged, TransferProgress
+from tui.widgets.list_table import ListTable
 
 REDRAW_HZ = 10
 BAR_WIDTH = 12
@@ -188,7 +189,7 @@ class QueueSummary(_QueueListener, Static):
     on_transfer_changed = _QueueListener._changed
 
 
-class QueueTable(DataTable[Any]):
+class QueueTable(ListTable):
     HELP_TITLE = "Transfer queue"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "queue('toggle')", "Pause/resume", id="ferry.queue.pause"),
