@@ -31,6 +31,7 @@ from backend.vault import MIN_PASSPHRASE, Vault
 from tui.commands import FerryCommands
 from tui.dialogs import ConfirmDialog, HostKeyDialog, SecretDialog, ask
 from tui.key_order import KeyOrder
+from tui.keymap_check import binding_table, check_keymap
 from tui.settings import DEFAULT_THEME, Settings, load_settings, save_theme
 from tui.themes import load_builtin_themes, load_user_themes
 
@@ -136,7 +137,10 @@ class FerryApp(App[None]):
             )
             self.theme = DEFAULT_THEME
         if self.settings.keymap:
-            self.set_keymap(self.settings.keymap)
+            app_class, classes = binding_table(self)
+            keymap, keymap_problems = check_keymap(self.settings.keymap, app_class, classes)
+            problems += keymap_problems
+            self.set_keymap(keymap)
         self._shown_theme = self.theme  # a fallback never overwrites the user's choice
         if problems:
             self.notify(
