@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -50,6 +51,20 @@ def name_problem(value: str) -> str | None:
     except UnsafeNameError as exc:
         return exc.message.replace("remote ", "")
     return None
+
+
+def free_name(pane: FilePane, keep: str | None = None) -> Callable[[str], str | None]:
+    """Validator for a new name in ``pane``'s folder: safe, and not taken (``keep``: the
+    entry's own name, for a rename). The server's own refusal is shown by the dialog too."""
+    taken = {e.name for e in pane.entries}
+
+    def check(value: str) -> str | None:
+        problem = name_problem(value)
+        if problem is None and value != keep and value in taken:
+            problem = f"{display_name(value)} already exists here; pick another name"
+        return problem
+
+    return check
 
 
 def describe_plan(items: list[Any]) -> list[str]:
@@ -479,22 +494,18 @@ class BrowserScreen(Screen[None]):
     async def _mkdir(self, pane: FilePane) -> None:
         if pane.source is None:
             return
+        source, path = pane.source, pane.path
         name = await ask(
             self.app,
             TextInputDialog(
-                f"New folder in {display_name(pane.path)}",
+                f"New folder in {display_name(path)}",
                 placeholder="folder name",
-                validator=name_problem,
+                validator=free_name(pane),
+                apply=lambda name: source.mkdir(path, name),
             ),
         )
-        if not name:
-            return
-        try:
-            await pane.source.mkdir(pane.path, name)
-        except FerryError as exc:
-            self.notify(exc.message, title="New folder", severity="error")
-            return
-        pane.reload(focus_name=name)
+        if name:
+            pane.reload(focus_name=name)
 
     def action_rename(self) -> None:
         self._rename(self.active)
@@ -504,20 +515,21 @@ class BrowserScreen(Screen[None]):
         entry = pane.current_entry()
         if entry is None or pane.source is None:
             return
+        source, path = pane.source, pane.path
+
+        async def rename(new: str) -> None:
+            if new != entry.name:
+                await source.rename(path, entry.name, new)
+
         new = await ask(
             self.app,
             TextInputDialog(
-                f"Rename {display_name(entry.name)}", value=entry.name, validator=name_problem
+                f"Rename {display_name(entry.name)}", value=entry.name,
+                validator=free_name(pane, keep=entry.name), apply=rename,
             ),
         )
-        if not new or new == entry.name:
-            return
-        try:
-            await pane.source.rename(pane.path, entry.name, new)
-        except FerryError as exc:
-            self.notify(exc.message, title="Rename", severity="error")
-            return
-        pane.reload(focus_name=new)
+        if new and new != entry.name:
+            pane.reload(focus_name=new)
 
     def action_delete(self) -> None:
         self._delete(self.active)
