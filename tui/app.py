@@ -28,7 +28,7 @@ from backend.names import display_name
 from backend.sites.model import Site
 from backend.sites.store import SiteStore
 from backend.vault import MIN_PASSPHRASE, Vault
-from tui.commands import FerryCommands
+from tui.commands import FerryCommands, ThemeCommands
 from tui.dialogs import ConfirmDialog, HostKeyDialog, SecretDialog, ask
 from tui.key_order import KeyOrder
 from tui.keymap_check import binding_table, check_keymap
@@ -184,6 +184,13 @@ class FerryApp(App[None]):
 
         local_dir = getattr(self.demo, "local_dir", None)  # ferry demo: its own workspace
         self.push_screen(BrowserScreen(site_name, local_dir=str(local_dir) if local_dir else None))
+
+    def action_change_theme(self) -> None:
+        """F9: the themes, the current one marked (tui/commands.py ``ThemeCommands``)."""
+        from textual.command import CommandPalette
+
+        self.push_screen(CommandPalette(providers=[ThemeCommands],
+                                        placeholder="Search for themes…"))
 
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen

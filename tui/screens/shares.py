@@ -220,7 +220,8 @@ class SharesScreen(Screen[None]):
         emails = ", ".join(str(r.get("email") or "(link)") for r in share.get("recipients", []))
         expires = str(share.get("expires_at", ""))[:16].replace("T", " ")
         limit = share.get("max_downloads") or 0
-        reason = f" ({share['purge_reason']})" if share.get("purge_reason") else ""
+        why = str(share.get("purge_reason") or "")
+        reason = f" ({why})" if why and why != share_state(share) else ""  # not "revoked (revoked)"
         detail.update(
             Text.assemble(
                 f"{share.get('id', '')} · {share_state(share)}{reason} · expires {expires} UTC · "

@@ -250,6 +250,7 @@ class FileTable(DataTable[Any]):
 
 
 class FilterInput(Input):
+    HELP_TITLE = "Browser: filter field"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "clear_filter", "Clear filter", id="ferry.browser.filter_clear"),
         Binding("down", "done_filter", "To list", show=False, id="ferry.browser.filter_done"),
@@ -446,7 +447,8 @@ class FilePane(Vertical):
         self.call_after_refresh(self._painted)
         if listing.rejected:
             self.notify(
-                f"{len(listing.rejected)} unsafe name(s) hidden: {listing.rejected[0]}",
+                f"{len(listing.rejected)} name(s) not shown, Ferry cannot use them safely "
+                f"(rename them on the server): {listing.rejected[0]}",
                 title="Listing",
                 severity="warning",
             )
