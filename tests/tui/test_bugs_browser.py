@@ -71,3 +71,30 @@ async def test_home_end_g_in_the_sites_list_and_the_queue(
         assert panel.table.cursor_row == 2
         await pilot.press("g")
         assert panel.table.cursor_row == 0
+
+
+async def test_case_site_at_80x24_shows_size_and_whole_case_names(
+    ferry_home, sftp_server, tmp_path, monkeypatch
+) -> None:
+    """Bug 14: the remote inbox shows Name, State and Size; local case folders are not cut to
+    ``CASE-20261118-…`` (the date column gives way to the name)."""
+    from backend.demo.samples import populate
+    from tests.tui.browser_kit import goto, loaded, names
+
+    populate(sftp_server.root, large_file_mib=1)
+    local = local_dir(tmp_path, monkeypatch)
+    for case in ("CASE-20261118-0031", "CASE-20261119-0032"):
+        (local / case).mkdir()
+    register_site(sftp_server, "demo", remote_dir="/idt", layout="inbox-outbox")
+    app = FerryApp(start_site="demo")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await browser(pilot)
+        await pilot.press("tab")
+        await goto(pilot, screen.right, "From_IDT")
+        await pilot.press("enter")
+        await loaded(pilot, screen.right, "/idt/From_IDT")
+        assert screen.right.spec.keys == ["name", "state", "size"]
+        shown = "\n".join(screen_lines(screen.right.table))
+        assert "CASE-20261118-0031/" in shown and "<DIR>" in shown
+        assert names(screen.left)[:2] == ["CASE-20261118-0031/", "CASE-20261119-0032/"]
+        assert "CASE-20261119-0032/" in "\n".join(screen_lines(screen.left.table))
