@@ -41,7 +41,10 @@ async def test_totals_line_says_moved_and_left(ferry_home, slow_server, tmp_path
                     f"{size_text(len(payload) - job.bytes_done)} left")
         await wait_for(pilot, lambda: expected in str(totals.render()))
         assert "1 transfer ·" in str(totals.render())  # not "1 transfers"
-        await pilot.press("x")  # leave nothing running
+        await pilot.press("x")  # a transfer under way: asks first
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog")
+        await pilot.click("#confirm")
+        await wait_for(pilot, lambda: _jobs(app)[0].state == "cancelled")
 
 
 async def test_failed_row_gives_the_reason_and_retry_recreates_the_folder(

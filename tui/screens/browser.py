@@ -393,7 +393,8 @@ class BrowserScreen(Screen[None]):
         return await ask(
             self.app,
             ConfirmDialog(
-                f"Move {len(entries)} item(s)?",
+                f"Move {display_name(entries[0].name)}?" if len(entries) == 1
+                else f"Move {len(entries)} items ({display_name(entries[0].name)}, …)?",
                 [
                     f"from {display_name(src.source.label if src.source else '')}:"
                     f"{display_name(src.path)}",

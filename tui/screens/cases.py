@@ -438,6 +438,11 @@ class CasesScreen(Screen[None]):
         if len(plan.moves) > MAX_PLAN_LINES:
             lines.append(f"  … and {len(plan.moves) - MAX_PLAN_LINES} more")
         lines += [f"  refused: {r}" for r in plan.refused[:MAX_PLAN_LINES]]
+        never = [m.case_id for m in plan.moves if self.state_of(m.case_id) != "downloaded"]
+        if never:
+            lines.append(f"Never downloaded to this machine: {', '.join(never[:MAX_PLAN_LINES])}"
+                         + (" …" if len(never) > MAX_PLAN_LINES else "")
+                         + " (download them first if you need them)")
         if not plan.moves:
             self.notify("; ".join(plan.refused) or "nothing to archive", title="Archive",
                         severity="warning", timeout=10)

@@ -28,6 +28,7 @@ from tui.messages import TransferChanged, TransferProgress
 from tui.widgets.list_table import ListTable
 
 REDRAW_HZ = 10
+ASK_BEFORE_CANCEL = 16 * 1024 * 1024  # x asks first for a transfer this big (or under way)
 BAR_WIDTH = 12
 STATE_STYLES = {
     "running": "bold",
@@ -360,6 +361,31 @@ class QueuePanel(_QueueListener, Vertical):
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._update_detail()
 
+    def _ask_cancel(self, job: JobStatus) -> None:
+        """``x`` on a transfer that is big or under way: ask first (Cancel focused). A
+        callback, not ``await``: this runs in the App's key handling (tui/app.py)."""
+        from tui.dialogs import ConfirmDialog
+
+        moved = f"{size_text(job.bytes_done)} of {size_text(job.bytes_total)} moved"
+
+        async def done(yes: bool | None) -> None:
+            if yes:
+                try:
+                    await bridge_for(self.app).call("cancel", job.id)
+                except (FerryError, RuntimeError) as exc:
+                    self.notify(str(exc), title="Transfers", severity="error")
+                self.model.stale = True
+
+        self.app.push_screen(
+            ConfirmDialog(
+                f"Stop {display_name(job.label)}?",
+                [moved + ".", "Cancelling removes the partial temporary files; completed "
+                 "files stay. r (retry) starts it again."],
+                danger=True, confirm_label="Stop transfer",
+            ),
+            callback=done,
+        )
+
     async def act(self, what: str) -> None:
         job = self.selected()
         if job is None:
@@ -374,6 +400,11 @@ class QueuePanel(_QueueListener, Vertical):
                 else:
                     self.notify(f"a {job.state} transfer cannot be paused", severity="warning")
             elif what == "cancel":
+                if job.state in ("running", "paused", "queued") and (
+                    job.bytes_total >= ASK_BEFORE_CANCEL or job.bytes_done > 0
+                ):
+                    self._ask_cancel(job)
+                    return
                 await bridge.call("cancel", job.id)
             elif what == "retry":
                 await bridge.call("retry", job.id)
