@@ -62,3 +62,19 @@ async def test_x_asks_before_stopping_a_transfer_under_way(
         await wait_for_screen(pilot, ConfirmDialog)
         await pilot.click("#confirm")
         await wait_for(pilot, lambda: app.engine.jobs()[0].state == "cancelled")
+
+
+async def test_w_shares_like_ctrl_s(ferry_home, sftp_server, tmp_path, monkeypatch) -> None:
+    """ctrl+s is XOFF in many terminals: ``w`` opens Share… too."""
+    from tui.dialogs.share import ShareDialog
+
+    make_tree(sftp_server.root / "data", {"scan.zip": b"z" * 100})
+    local_dir(tmp_path, monkeypatch)
+    register_site(sftp_server, remote_dir="/data")
+    app = FerryApp(start_site="lab")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await browser(pilot)
+        await pilot.press("tab")
+        await goto(pilot, screen.right, "scan.zip")
+        await pilot.press("w")
+        await wait_for_screen(pilot, ShareDialog)

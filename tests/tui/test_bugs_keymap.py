@@ -15,7 +15,7 @@ async def test_conflicting_and_unknown_keymap_entries_are_reported_once(
     ferry_home.mkdir(parents=True, exist_ok=True)
     (ferry_home / "settings.toml").write_text(
         '[keymap]\n"ferry.browser.copy" = "f5,c"\n"ferry.browser.cpoy" = "y"\n'
-        '"ferry.browser.view" = "f3,w"\n'
+        '"ferry.browser.view" = "f3,z"\n'
     )
     make_tree(sftp_server.root / "data", {"inbox.txt": b"x" * 10})
     local = local_dir(tmp_path, monkeypatch)
@@ -32,7 +32,7 @@ async def test_conflicting_and_unknown_keymap_entries_are_reported_once(
         await pilot.press("c")  # still Cases (not a case site: it says so), never a copy
         await pilot.pause(0.3)
         assert app.engine.jobs() == []
-        await pilot.press("w")  # a free key the user added: applied
+        await pilot.press("z")  # a free key the user added: applied
         from tui.screens.viewer import ViewerScreen
 
         await wait_for(pilot, lambda: isinstance(app.screen, ViewerScreen))

@@ -101,7 +101,7 @@ class BrowserScreen(Screen[None]):
         Binding("i", "info", "Info", show=False, id="ferry.browser.info"),
         Binding("t", "toggle_queue", "Queue", id="ferry.browser.queue"),
         Binding("L", "audit", "Audit log", show=False, id="ferry.browser.audit"),
-        Binding("ctrl+s", "share", "Share…", id="ferry.browser.share"),
+        Binding("ctrl+s,w", "share", "Share…", id="ferry.browser.share"),
         Binding("W", "shares", "Shares", show=False, id="ferry.browser.shares"),
         Binding("o", "pane_site", "Open site", id="ferry.browser.pane_site",
                 tooltip="Open a saved site (or local files) in this pane"),
