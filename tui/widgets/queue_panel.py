@@ -28,7 +28,7 @@ from tui.messages import TransferChanged, TransferProgress
 from tui.widgets.list_table import ListTable
 
 REDRAW_HZ = 10
-ASK_BEFORE_CANCEL = 16 * 1024 * 1024  # x asks first for a transfer this big (or under way)
+ASK_BEFORE_CANCEL = 16 * 1024 * 1024  # x asks first for a queued transfer this big
 BAR_WIDTH = 12
 STATE_STYLES = {
     "running": "bold",
@@ -400,8 +400,8 @@ class QueuePanel(_QueueListener, Vertical):
                 else:
                     self.notify(f"a {job.state} transfer cannot be paused", severity="warning")
             elif what == "cancel":
-                if job.state in ("running", "paused", "queued") and (
-                    job.bytes_total >= ASK_BEFORE_CANCEL or job.bytes_done > 0
+                if job.state in ("running", "paused") or (
+                    job.state == "queued" and job.bytes_total >= ASK_BEFORE_CANCEL
                 ):
                     self._ask_cancel(job)
                     return
