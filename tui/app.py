@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import asyncssh
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 
@@ -25,8 +26,10 @@ from backend.session import Session
 from backend.sites.model import Site
 from backend.sites.store import SiteStore
 from backend.vault import MIN_PASSPHRASE, Vault
-from tui.commands import FerryCommands
+from tui.commands import FerryCommands, ThemeCommands
 from tui.dialogs import ConfirmDialog, HostKeyDialog, SecretDialog, ask
+from tui.key_order import KeyOrder
+from tui.keymap_check import binding_table, check_keymap
 from tui.settings import DEFAULT_THEME, Settings, load_settings, save_theme
 from tui.themes import load_builtin_themes, load_user_themes
 
@@ -58,6 +61,20 @@ class FerryApp(App[None]):
         self.settings = Settings()
         self._settings_ok = True
         self._shown_theme = DEFAULT_THEME
+        self.exiting = False
+        self._key_order = KeyOrder(self, super().on_event)
+
+    async def on_event(self, event: events.Event) -> None:
+        """Keys from the terminal go through :class:`KeyOrder`: each is handled only after the
+        focus changes and dialogs the one before it caused (tui/key_order.py)."""
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            await self._key_order.key(event)
+            return
+        await super().on_event(event)
+
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        self.exiting = True
+        super().exit(*args, **kwargs)
 
     def notify(
         self,
@@ -94,6 +111,7 @@ class FerryApp(App[None]):
             self.open_browser(self.start_site)
 
     async def on_unmount(self) -> None:
+        self._key_order.stop()
         await self._stop_engine()
 
     def _load_themes_and_settings(self) -> None:
@@ -117,7 +135,10 @@ class FerryApp(App[None]):
             )
             self.theme = DEFAULT_THEME
         if self.settings.keymap:
-            self.set_keymap(self.settings.keymap)
+            app_class, classes = binding_table(self)
+            keymap, keymap_problems = check_keymap(self.settings.keymap, app_class, classes)
+            problems += keymap_problems
+            self.set_keymap(keymap)
         self._shown_theme = self.theme  # a fallback never overwrites the user's choice
         if problems:
             self.notify(
@@ -157,6 +178,13 @@ class FerryApp(App[None]):
 
         local_dir = getattr(self.demo, "local_dir", None)  # ferry demo: its own workspace
         self.push_screen(BrowserScreen(site_name, local_dir=str(local_dir) if local_dir else None))
+
+    def action_change_theme(self) -> None:
+        """F9: the themes, the current one marked (tui/commands.py ``ThemeCommands``)."""
+        from textual.command import CommandPalette
+
+        self.push_screen(CommandPalette(providers=[ThemeCommands],
+                                        placeholder="Search for themes…"))
 
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen

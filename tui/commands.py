@@ -44,3 +44,29 @@ class FerryCommands(Provider):
             score = matcher.match(name)
             if score > 0:
                 yield Hit(score, matcher.highlight(name), callback, help=help_text)  # type: ignore[arg-type]
+
+
+class ThemeCommands(Provider):
+    """F9: every theme, the one in use marked ``● … (current)``."""
+
+    def _themes(self) -> list[tuple[str, str, object]]:
+        current = self.app.theme
+        out = []
+        for name in sorted(self.app.available_themes):
+            mark = "● " if name == current else "  "
+            out.append((name, mark + name, partial(setattr, self.app, "theme", name),))
+        return out
+
+    async def discover(self) -> Hits:
+        for name, shown, callback in self._themes():
+            current = name == self.app.theme
+            yield DiscoveryHit(shown, callback, text=name,  # type: ignore[arg-type]
+                               help="current theme" if current else None)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, shown, callback in self._themes():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(shown), callback, text=name,  # type: ignore[arg-type]
+                          help="current theme" if name == self.app.theme else None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import posixpath
 from collections.abc import Callable
 from typing import Any
 
@@ -89,6 +90,22 @@ class EngineBridge:
             result = await result
         return result
 
+    def failure(self, job: JobStatus, error: str | None = None) -> str:
+        """Why ``job`` failed, in one line: its error and, when files failed, the first
+        file's reason (``1 of 1 files failed — volume.raw: no such file or folder: …``)."""
+        text = error or job.error or "failed (no reason given)"
+        engine = self.attach()
+        try:
+            failed = [f for f in engine.files(job.id) if f.state == "failed"] if engine else []
+        except Exception:  # the journal is unreadable: the job's own error is all we have
+            failed = []
+        if failed:
+            first = failed[0]
+            name = posixpath.basename(first.source.rstrip("/")) or first.source
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            text = f"{text} — {name}: {first.error or 'failed'}{more}"
+        return text
+
     # -- events -------------------------------------------------------------------------
     def _on_event(self, event: TransferEvent) -> None:
         self.latest[event.job_id] = event
@@ -118,6 +135,8 @@ class EngineBridge:
                             timeout=12 if notes else 5)
         elif event.state == "failed":
             error = event.error or (status.error if status else None) or "failed"
+            if status is not None:
+                error = self.failure(status, error)
             self.app.notify(f"{label}: {error}{notes}", title="Transfer failed",
                             severity="error", timeout=12)
         callback = self._finished_callbacks.pop(event.job_id, None)

@@ -75,7 +75,7 @@ from backend.transfers.model import (
     TransferEvent,
     verified_label,
 )
-from backend.transfers.planner import plan_get, plan_put
+from backend.transfers.planner import plan_get, plan_put, restore_folders
 from backend.transfers.pool import LANE_BUSY, Connector, SitePool
 from backend.transfers.verify import RemoteHasher
 
@@ -661,6 +661,12 @@ class TransferEngine:
                 else:
                     live.bytes_done += r.bytes_done
                     todo.append(r)
+            if job.planned and todo:  # resumed or retried: its folders may have vanished
+                lane = await pool.lane()
+                try:
+                    await restore_folders(lane.sftp, spec.direction, [r.dst for r in todo])
+                finally:
+                    pool.release(lane)
             live.planned = True
             self._announce_planned(live, rows)
             plan = Plan(site=site, pool=pool, hasher=self._hashers[spec.site],
@@ -810,6 +816,7 @@ class TransferEngine:
         else:
             row.state, row.error = "failed", error
             live.files_failed += 1
+            log.warning("job %s: %s failed: %s", live.job.id, display_name(row.src), error)
         live.dirty.pop(row.id, None)
         self.journal.update_file(row)
         self._audit(live, plan, row)

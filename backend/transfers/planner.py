@@ -13,6 +13,7 @@ mean "put them inside"; otherwise a single source is copied *to* that name.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import posixpath
 import stat
@@ -28,6 +29,8 @@ from backend.remote import entry_from_attrs, resolve, sftp_errors, stat_path, wa
 from backend.sites.model import Site
 from backend.transfers.journal import NewFile
 from backend.transfers.model import JobSpec
+
+log = logging.getLogger("ferry.transfers")
 
 
 def _failed(src: str, error: str) -> NewFile:
@@ -153,6 +156,27 @@ async def _makedirs_remote(sftp: asyncssh.SFTPClient, path: str) -> None:
         if not await _remote_is_dir(sftp, current):
             await _mkdir_remote(sftp, current)
 
+
+
+async def restore_folders(sftp: asyncssh.SFTPClient, direction: str,
+                          destinations: list[str]) -> None:
+    """Re-create destination folders that vanished since the job was planned (a resumed or
+    retried job: the planner made them once). Best effort: a folder that cannot be made is
+    logged here and the file then fails with its own reason."""
+    for folder in sorted({os.path.dirname(d) if direction == "get" else posixpath.dirname(d)
+                          for d in destinations}):
+        if not folder:
+            continue
+        try:
+            if direction == "get":
+                if not os.path.isdir(folder):
+                    os.makedirs(folder, 0o755, exist_ok=True)
+                    log.info("re-created the local folder %s", display_name(folder))
+            elif not await _remote_is_dir(sftp, folder):
+                await _makedirs_remote(sftp, folder)
+                log.info("re-created the folder %s on the server", display_name(folder))
+        except (OSError, FerryError) as exc:
+            log.warning("cannot re-create the folder %s: %s", display_name(folder), exc)
 
 _Tree = tuple[
     list[tuple[str, ...]], list[tuple[tuple[str, ...], os.stat_result]], list[tuple[str, str]]

@@ -128,7 +128,9 @@ async def test_archive_moves_exactly_the_previewed_inbox_cases(
         for case in chosen:
             assert f"{case} → /idt/Old_Cases/{years[case]}/{case}" in preview
         assert "CASE-20261119-0032" not in preview
-        await pilot.press("enter")  # not a destructive action: Archive has the focus
+        assert "Never downloaded to this machine" in preview  # issue 14: warns first
+        assert confirm.focused.id == "cancel"  # every confirmation focuses Cancel
+        await pilot.click("#confirm")
         await wait_for(pilot, lambda: all(states(screen).get(c) == "archived" for c in chosen))
     for case in chosen:
         assert (sftp_server.root / "idt" / "Old_Cases" / str(years[case]) / case).is_dir()

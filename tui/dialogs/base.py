@@ -20,6 +20,8 @@ T = TypeVar("T")
 class FerryDialog(ModalScreen[T]):
     """A modal dialog: Escape cancels (dismisses with :meth:`cancel_result`)."""
 
+    HELP_TITLE = "Dialogs"
+
     DEFAULT_CSS = """
     FerryDialog {
         align: center middle;

@@ -11,8 +11,9 @@ from tui.dialogs.text import plain
 
 
 class ConfirmDialog(FerryDialog[bool]):
-    """Lists ``lines`` (what will happen). With ``danger`` the confirm button is red and
-    Cancel has the focus, so a stray Enter never destroys anything."""
+    """Lists ``lines`` (what will happen). Cancel always has the focus, so a stray Enter never
+    deletes, moves or archives anything (every confirmation is for something that changes
+    files); with ``danger`` the border and the confirm button are red."""
 
     def __init__(
         self, title: str, lines: list[str], danger: bool = False, confirm_label: str = "OK"
@@ -40,7 +41,7 @@ class ConfirmDialog(FerryDialog[bool]):
                 )
 
     def on_mount(self) -> None:
-        self.query_one("#cancel" if self.danger else "#confirm", Button).focus()
+        self.query_one("#cancel", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -65,6 +65,7 @@ def error_line(exc: FerryError) -> str:
 class ShareDialog(FerryDialog[dict[str, Any] | None]):
     """Ask how to share ``name`` and create the share; dismisses with the service's answer."""
 
+    HELP_TITLE = "Share a file"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "share", "Share", id="ferry.share.create"),
     ]
@@ -227,6 +228,7 @@ class ShareDialog(FerryDialog[dict[str, Any] | None]):
 class ShareResultDialog(FerryDialog[None]):
     """One link per recipient and the password; Enter or c copies, r shows a QR code."""
 
+    HELP_TITLE = "Share links"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "copy", "Copy", id="ferry.share.copy"),
         Binding("r", "qr", "QR code", id="ferry.share.qr"),

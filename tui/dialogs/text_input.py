@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Static
 
+from backend.errors import FerryError
 from tui.dialogs.base import FerryDialog
 from tui.dialogs.text import plain
 
 Validator = Callable[[str], str | None]
 """Returns an error message for a bad value, ``None`` when it is fine."""
 
+Apply = Callable[[str], Awaitable[object]]
+"""Does what the value is for (create the folder...); a FerryError keeps the dialog open."""
+
 
 class TextInputDialog(FerryDialog[str | None]):
-    """Ask for one line of text. ``validator`` errors show under the field; Escape cancels."""
+    """Ask for one line of text. ``validator`` errors show under the field; Escape cancels.
+
+    With ``apply`` the dialog also does the work (``await apply(value)``) and closes only when
+    it succeeded: a :class:`FerryError` (the server refused, the name was taken meanwhile) is
+    shown under the field like any validation error, so typing goes on into the field."""
 
     def __init__(
         self,
@@ -26,8 +35,10 @@ class TextInputDialog(FerryDialog[str | None]):
         validator: Validator | None = None,
         *,
         password: bool = False,
+        apply: Apply | None = None,
     ) -> None:
         super().__init__()
+        self.apply = apply
         self.title_text = title
         self.value = value
         self.placeholder = placeholder
@@ -55,7 +66,24 @@ class TextInputDialog(FerryDialog[str | None]):
         value = self.query_one("#value", Input).value
         problem = self.validator(value) if self.validator else None
         if problem:
-            self.query_one("#error", Static).update(plain(problem))
+            self.show_error(problem)
+            return
+        if self.apply is None:
+            self.dismiss(value)
+        else:
+            self._apply(value)
+
+    def show_error(self, problem: str) -> None:
+        self.query_one("#error", Static).update(plain(problem))
+        self.query_one("#value", Input).focus()
+
+    @work(exclusive=True, group="text-input-apply")
+    async def _apply(self, value: str) -> None:
+        assert self.apply is not None
+        try:
+            await self.apply(value)
+        except FerryError as exc:
+            self.show_error(exc.message)
             return
         self.dismiss(value)
 

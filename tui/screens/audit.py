@@ -22,6 +22,7 @@ from backend.audit import AuditLog, AuditRecord
 from backend.errors import FerryError
 from backend.names import display_name
 from tui.screens import status_bar
+from tui.widgets.list_table import ListTable
 
 LIMIT = 2000
 FILTER_DELAY = 0.15
@@ -72,7 +73,7 @@ class AuditScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("Ferry — Audit log (newest first)", classes="screen-title")
         yield Input(placeholder="/ filter: event or any field", id="audit-filter")
-        table: DataTable[Any] = DataTable(cursor_type="row", id="audit-table")
+        table: DataTable[Any] = ListTable(cursor_type="row", id="audit-table")
         table.add_column("#", key="id", width=6)
         table.add_column("When (UTC)", key="ts", width=19)
         table.add_column("Event", key="event", width=20)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -57,6 +58,20 @@ def name_problem(value: str) -> str | None:
     return None
 
 
+def free_name(pane: FilePane, keep: str | None = None) -> Callable[[str], str | None]:
+    """Validator for a new name in ``pane``'s folder: safe, and not taken (``keep``: the
+    entry's own name, for a rename). The server's own refusal is shown by the dialog too."""
+    taken = {e.name for e in pane.entries}
+
+    def check(value: str) -> str | None:
+        problem = name_problem(value)
+        if problem is None and value != keep and value in taken:
+            problem = f"{display_name(value)} already exists here; pick another name"
+        return problem
+
+    return check
+
+
 def describe_plan(items: list[Any]) -> list[str]:
     """Confirmation lines for a delete: totals, then the paths (capped)."""
     files = sum(1 for i in items if i.entry.kind != "dir")
@@ -91,7 +106,7 @@ class BrowserScreen(Screen[None]):
         Binding("i", "info", "Info", show=False, id="ferry.browser.info"),
         Binding("t", "toggle_queue", "Queue", id="ferry.browser.queue"),
         Binding("L", "audit", "Audit log", show=False, id="ferry.browser.audit"),
-        Binding("ctrl+s", "share", "Share…", id="ferry.browser.share"),
+        Binding("ctrl+s,w", "share", "Share…", id="ferry.browser.share"),
         Binding("W", "shares", "Shares", show=False, id="ferry.browser.shares"),
         Binding("o", "pane_site", "Open site", id="ferry.browser.pane_site",
                 tooltip="Open a saved site (or local files) in this pane"),
@@ -383,7 +398,8 @@ class BrowserScreen(Screen[None]):
         return await ask(
             self.app,
             ConfirmDialog(
-                f"Move {len(entries)} item(s)?",
+                f"Move {display_name(entries[0].name)}?" if len(entries) == 1
+                else f"Move {len(entries)} items ({display_name(entries[0].name)}, …)?",
                 [
                     f"from {display_name(src.source.label if src.source else '')}:"
                     f"{display_name(src.path)}",
@@ -501,22 +517,18 @@ class BrowserScreen(Screen[None]):
     async def _mkdir(self, pane: FilePane) -> None:
         if pane.source is None:
             return
+        source, path = pane.source, pane.path
         name = await ask(
             self.app,
             TextInputDialog(
-                f"New folder in {display_name(pane.path)}",
+                f"New folder in {display_name(path)}",
                 placeholder="folder name",
-                validator=name_problem,
+                validator=free_name(pane),
+                apply=lambda name: source.mkdir(path, name),
             ),
         )
-        if not name:
-            return
-        try:
-            await pane.source.mkdir(pane.path, name)
-        except FerryError as exc:
-            self.notify(exc.message, title="New folder", severity="error")
-            return
-        pane.reload(focus_name=name)
+        if name:
+            pane.reload(focus_name=name)
 
     def action_rename(self) -> None:
         self._rename(self.active)
@@ -526,20 +538,21 @@ class BrowserScreen(Screen[None]):
         entry = pane.current_entry()
         if entry is None or pane.source is None:
             return
+        source, path = pane.source, pane.path
+
+        async def rename(new: str) -> None:
+            if new != entry.name:
+                await source.rename(path, entry.name, new)
+
         new = await ask(
             self.app,
             TextInputDialog(
-                f"Rename {display_name(entry.name)}", value=entry.name, validator=name_problem
+                f"Rename {display_name(entry.name)}", value=entry.name,
+                validator=free_name(pane, keep=entry.name), apply=rename,
             ),
         )
-        if not new or new == entry.name:
-            return
-        try:
-            await pane.source.rename(pane.path, entry.name, new)
-        except FerryError as exc:
-            self.notify(exc.message, title="Rename", severity="error")
-            return
-        pane.reload(focus_name=new)
+        if new and new != entry.name:
+            pane.reload(focus_name=new)
 
     def action_delete(self) -> None:
         self._delete(self.active)

@@ -40,6 +40,7 @@ from backend.transfers.model import verified_label
 from tui.dialogs import ConfirmDialog, TextInputDialog, ask
 from tui.dialogs.text import plain
 from tui.screens import status_bar
+from tui.widgets.list_table import ListTable
 
 POLL_INTERVAL = 15.0
 CASE_LAYOUTS = (presets.STUDY_IO, presets.INBOX_OUTBOX)
@@ -138,7 +139,7 @@ class CasesScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(Text(display_name(f"Ferry — cases on {self.site_name}")),
                      classes="screen-title")
-        table: DataTable[Any] = DataTable(cursor_type="row", zebra_stripes=True, id="cases")
+        table: DataTable[Any] = ListTable(cursor_type="row", zebra_stripes=True, id="cases")
         table.add_column("Case", key="case")
         table.add_column("State", key="state", width=13)
         table.add_column("Since", key="since", width=16)
@@ -437,6 +438,11 @@ class CasesScreen(Screen[None]):
         if len(plan.moves) > MAX_PLAN_LINES:
             lines.append(f"  … and {len(plan.moves) - MAX_PLAN_LINES} more")
         lines += [f"  refused: {r}" for r in plan.refused[:MAX_PLAN_LINES]]
+        never = [m.case_id for m in plan.moves if self.state_of(m.case_id) != "downloaded"]
+        if never:
+            lines.append(f"Never downloaded to this machine: {', '.join(never[:MAX_PLAN_LINES])}"
+                         + (" …" if len(never) > MAX_PLAN_LINES else "")
+                         + " (download them first if you need them)")
         if not plan.moves:
             self.notify("; ".join(plan.refused) or "nothing to archive", title="Archive",
                         severity="warning", timeout=10)

@@ -30,6 +30,7 @@ from tui.dialogs import ConfirmDialog, MessageDialog, TextInputDialog, ask
 from tui.dialogs.share import error_line, parse_recipients
 from tui.dialogs.text import plain
 from tui.screens import status_bar
+from tui.widgets.list_table import ListTable
 
 log = logging.getLogger("ferry.tui.shares")
 
@@ -137,7 +138,7 @@ class SharesScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("Ferry — Shares", classes="screen-title")
-        table: DataTable[Any] = DataTable(cursor_type="row", zebra_stripes=True, id="shares")
+        table: DataTable[Any] = ListTable(cursor_type="row", zebra_stripes=True, id="shares")
         table.add_column("Name", key="name", width=20)
         table.add_column("Recipients", key="recipients", width=22)
         table.add_column("Expires", key="expires", width=11)
@@ -219,7 +220,8 @@ class SharesScreen(Screen[None]):
         emails = ", ".join(str(r.get("email") or "(link)") for r in share.get("recipients", []))
         expires = str(share.get("expires_at", ""))[:16].replace("T", " ")
         limit = share.get("max_downloads") or 0
-        reason = f" ({share['purge_reason']})" if share.get("purge_reason") else ""
+        why = str(share.get("purge_reason") or "")
+        reason = f" ({why})" if why and why != share_state(share) else ""  # not "revoked (revoked)"
         detail.update(
             Text.assemble(
                 f"{share.get('id', '')} · {share_state(share)}{reason} · expires {expires} UTC · "

@@ -31,6 +31,7 @@ from tui.dialogs import ConfirmDialog, MessageDialog, SecretDialog, TextInputDia
 from tui.dialogs.site_form import SiteFormDialog, SiteFormResult
 from tui.dialogs.text import plain
 from tui.screens import status_bar
+from tui.widgets.list_table import ListTable
 
 
 def _when(stamp: str | None) -> str:
@@ -61,7 +62,7 @@ class SitesScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("Ferry — Sites", classes="screen-title")
-        table: DataTable[str | Text] = DataTable(cursor_type="row", zebra_stripes=True,
+        table: DataTable[str | Text] = ListTable(cursor_type="row", zebra_stripes=True,
                                                  id="sites")
         table.add_column("Name", key="name")
         table.add_column("Address", key="address")

@@ -78,6 +78,7 @@ def render_content(data: bytes, truncated: bool, size: int | None) -> tuple[str,
 class ViewerScreen(Screen[None]):
     """Read-only view of the head of one file."""
 
+    HELP_TITLE = "File viewer"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,f3", "close", "Close", id="ferry.viewer.close"),
         Binding("p", "toggle_patient", "Show patient", id="ferry.viewer.patient"),
@@ -191,6 +192,7 @@ class ViewerScreen(Screen[None]):
 class FileInfoScreen(ModalScreen[None]):
     """Size, modified time, mode, link target; SHA-256 computed only when asked."""
 
+    HELP_TITLE = "File info"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,i", "close", "Close", id="ferry.info.close"),
         Binding("c", "checksum", "SHA-256", id="ferry.info.checksum"),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from itertools import zip_longest
 from typing import Any, ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -65,12 +66,13 @@ def modified(entry: RemoteEntry, width: int) -> str:
     return time.strftime(fmt, time.localtime(entry.mtime))
 
 
-def name_text(entry: RemoteEntry, marked: bool) -> Text:
-    """The name cell: literal text (never markup); folders bold with a trailing ``/``."""
+def name_text(entry: RemoteEntry, marked: bool, width: int = 0) -> Text:
+    """The name cell: literal text (never markup); folders bold with a trailing ``/``; cut in
+    the middle to ``width`` (0: never)."""
     style = {"dir": "bold", "link": "italic", "other": "dim"}.get(entry.kind, "")
     suffix = {"dir": "/", "link": "@"}.get(entry.kind, "")
-    text = Text(display_name(entry.name) + suffix, style=style, no_wrap=True,
-                overflow="ellipsis")
+    shown = fit_name(display_name(entry.name) + suffix, width - (2 if marked else 0))
+    text = Text(shown, style=style, no_wrap=True, overflow="ellipsis")
     if not entry.utf8:  # the \xHH escapes of a name that is not UTF-8 stand out
         text.highlight_regex(r"\\x[0-9a-f]{2}", "reverse")
     if marked:
@@ -82,17 +84,18 @@ class NameCell:
     """A name cell rendered only when its row is drawn (10,000 rows cost 10,000 tiny objects,
     not 10,000 Text objects). Renders :func:`name_text`; ``str()`` is the shown text."""
 
-    __slots__ = ("entry", "marked")
+    __slots__ = ("entry", "marked", "width")
 
-    def __init__(self, entry: RemoteEntry, marked: bool) -> None:
+    def __init__(self, entry: RemoteEntry, marked: bool, width: int = 0) -> None:
         self.entry = entry
         self.marked = marked
+        self.width = width
 
     def __rich__(self) -> Text:
-        return name_text(self.entry, self.marked)
+        return name_text(self.entry, self.marked, self.width)
 
     def __str__(self) -> str:
-        return name_text(self.entry, self.marked).plain
+        return name_text(self.entry, self.marked, self.width).plain
 
 
 @dataclass(frozen=True)
@@ -110,25 +113,47 @@ class ColumnSpec:
         return [k for k in ("name", "state", "size", "mtime", "mode") if getattr(self, k)]
 
 
-def plan_columns(width: int, with_state: bool) -> ColumnSpec:
+SIZE_WIDTH = 5  # "<DIR>", "99.9K", "1023B": human_size never needs more
+NAME_NEED_CAP = 24  # a longer name may be cut (in the middle) to make room for a column
+
+
+def plan_columns(width: int, with_state: bool, name_need: int = MIN_NAME,
+                 state_width: int = 13) -> ColumnSpec:
     """Fit the optional columns into ``width`` cells (2 cells of padding per column).
 
-    Each optional column is added only while the name keeps the room it needs to stay useful:
-    the case state and size first, then the modified time (date only when tight), permissions
-    last.
+    The case state and size come first and only need the name to keep :data:`MIN_NAME` (a
+    longer name is then cut in the middle, keeping its end: ``CASE-20261…18-0031/``); the
+    modified time (date only when tight) and permissions are added only while the name keeps
+    ``name_need`` (the longest name shown, at most :data:`NAME_NEED_CAP`), so at 80 columns
+    case names stay whole instead of the date column taking their room. ``state_width``: the
+    longest state shown.
     """
-    wanted: list[tuple[str, int, int]] = [("state", 13, MIN_NAME)] if with_state else []
-    wanted += [("size", 6, MIN_NAME), ("mtime", 16, 20), ("mode", 10, 26)]
+    need = min(max(name_need, MIN_NAME), NAME_NEED_CAP)
+    wanted: list[tuple[str, int, int]] = (
+        [("state", max(state_width, 5), MIN_NAME)] if with_state else []
+    )
+    wanted += [("size", SIZE_WIDTH, MIN_NAME), ("mtime", 16, max(20, need)),
+               ("mode", 10, max(26, need))]
     chosen: dict[str, int] = {}
     used = 2  # the name column's padding
     for key, w, keep in wanted:
         if width - used - (w + 2) >= keep:
             chosen[key] = w
             used += w + 2
-        elif key == "mtime" and width - used - 12 >= MIN_NAME:
+        elif key == "mtime" and width - used - 12 >= need:
             chosen[key] = 10
             used += 12
     return ColumnSpec(name=max(width - used, MIN_NAME), **chosen)
+
+
+def fit_name(text: str, width: int) -> str:
+    """``text`` cut in the middle to ``width`` cells when longer (case names differ at the
+    end: ``CASE-20261118-0031`` and ``…-0032`` must stay apart)."""
+    if width <= 0 or cell_len(text) <= width:
+        return text
+    tail = min(max(width // 3, 1), 8)
+    head = width - tail - 1
+    return f"{text[:head]}…{text[-tail:]}" if head > 0 else text[: width - 1] + "…"
 
 
 class FileTable(DataTable[Any]):
@@ -239,6 +264,7 @@ class FileTable(DataTable[Any]):
 
 
 class FilterInput(Input):
+    HELP_TITLE = "Browser: filter field"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "clear_filter", "Clear filter", id="ferry.browser.filter_clear"),
         Binding("down", "done_filter", "To list", show=False, id="ferry.browser.filter_done"),
@@ -272,11 +298,12 @@ class FilePane(Vertical):
         height: 1fr;
         scrollbar-size-vertical: 1;
     }
-    FilePane FilterInput {
+    FilePane FilterInput, FilePane FilterInput:focus {
         display: none;
         height: 1;
         border: none;
         padding: 0 1;
+        background: $primary 30%;
     }
     FilePane FilterInput.-shown {
         display: block;
@@ -329,7 +356,7 @@ class FilePane(Vertical):
     def compose(self) -> ComposeResult:
         yield PathBar(self.source.label if self.source else "", self.path)
         yield FileTable(cursor_type="row", zebra_stripes=False, cell_padding=1)
-        yield FilterInput(placeholder="filter (Esc clears)")
+        yield FilterInput(placeholder="filter (Esc clears)", compact=True)
         yield Static("", classes="pane-status")
 
     @property
@@ -434,7 +461,8 @@ class FilePane(Vertical):
         self.call_after_refresh(self._painted)
         if listing.rejected:
             self.notify(
-                f"{len(listing.rejected)} unsafe name(s) hidden: {listing.rejected[0]}",
+                f"{len(listing.rejected)} name(s) not shown, Ferry cannot use them safely "
+                f"(rename them on the server): {listing.rejected[0]}",
                 title="Listing",
                 severity="warning",
             )
@@ -479,7 +507,7 @@ class FilePane(Vertical):
         cached = self._cell_cache.get(entry.name)
         if cached is not None:
             return cached
-        cells: list[Any] = [NameCell(entry, entry.name in self.marked)]
+        cells: list[Any] = [NameCell(entry, entry.name in self.marked, spec.name)]
         if spec.state:
             marker = self.markers.get(entry.name)
             cells.append(
@@ -500,8 +528,14 @@ class FilePane(Vertical):
         width = self.table.size.width or max(self.size.width - 2, 0)
         return max(width - 1, MIN_NAME + 2)  # the vertical scrollbar
 
+    def _plan(self) -> ColumnSpec:
+        longest = max((len(display_name(e.name)) + (e.kind in ("dir", "link"))
+                       for e in self.entries), default=0)
+        state = max((len(m.state) for m in self.markers.values()), default=0)
+        return plan_columns(self._table_width(), bool(self.markers), longest, state)
+
     def _ensure_columns(self) -> bool:
-        spec = plan_columns(self._table_width(), bool(self.markers))
+        spec = self._plan()
         if spec == self.spec:
             return False
         self.spec = spec
@@ -545,7 +579,7 @@ class FilePane(Vertical):
         before clearing the table (clearing it first put the cursor back on the first row,
         under the user's next key).
         """
-        if self.entries and plan_columns(self._table_width(), bool(self.markers)) != self.spec:
+        if self.entries and self._plan() != self.spec:
             self.refresh_rows()
 
     def _update_status(self) -> None:

@@ -28,8 +28,10 @@ from backend.transfers.model import JobStatus, TransferEvent, verified_counts, v
 from backend.units import human_size
 from tui.engine_bridge import bridge_for
 from tui.messages import TransferChanged, TransferProgress
+from tui.widgets.list_table import ListTable
 
 REDRAW_HZ = 10
+ASK_BEFORE_CANCEL = 16 * 1024 * 1024  # x asks first for a queued transfer this big
 BAR_WIDTH = 12
 PROGRESS_WIDTH = 19  # a bar and its percentage, or a done job's "sha256 by read-back"
 STATE_STYLES = {
@@ -209,7 +211,7 @@ class QueueSummary(_QueueListener, Static):
     on_transfer_changed = _QueueListener._changed
 
 
-class QueueTable(DataTable[Any]):
+class QueueTable(ListTable):
     HELP_TITLE = "Transfer queue"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "queue('toggle')", "Pause/resume", id="ferry.queue.pause"),
@@ -343,12 +345,14 @@ class QueuePanel(_QueueListener, Vertical):
             table.move_cursor(row=min(max(cursor, 0), len(rows) - 1), animate=False)
         self._update_detail()
         t = self.model.totals()
+        jobs = f"{t['jobs']} transfer{'' if t['jobs'] == 1 else 's'}"
+        left = max(t["bytes_total"] - t["bytes_done"], 0)
         text = (
-            f"{t['jobs']} transfers · {t['running']} running · {t['queued']} queued · "
+            f"{jobs} · {t['running']} running · {t['queued']} queued · "
             f"{t['failed']} failed · {human_size(t['bytes_done'])} of "
-            f"{human_size(t['bytes_total'])} left to move"
+            f"{human_size(t['bytes_total'])} moved, {human_size(left)} left"
             if t["bytes_total"]
-            else f"{t['jobs']} transfers · {t['done']} done · {t['failed']} failed"
+            else f"{jobs} · {t['done']} done · {t['failed']} failed"
         )
         if t["speed"]:
             text += f" · {speed_text(t['speed'])}"
@@ -374,7 +378,7 @@ class QueuePanel(_QueueListener, Vertical):
         job = self.selected()
         detail = ""
         if job is not None and job.state == "failed":
-            detail = f"error: {display_name(job.error or 'failed (no reason given)')}"
+            detail = f"error: {display_name(bridge_for(self.app).failure(job))}"
         elif job is not None and len(self.model.verified.get(job.id, [])) > 1:
             detail = "verified: " + ", ".join(
                 f"{n} {verified_label(m)}" for m, n in self.model.verified[job.id])
@@ -383,6 +387,31 @@ class QueuePanel(_QueueListener, Vertical):
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._update_detail()
+
+    def _ask_cancel(self, job: JobStatus) -> None:
+        """``x`` on a transfer that is big or under way: ask first (Cancel focused). A
+        callback, not ``await``: this runs in the App's key handling (tui/app.py)."""
+        from tui.dialogs import ConfirmDialog
+
+        moved = f"{human_size(job.bytes_done)} of {human_size(job.bytes_total)} moved"
+
+        async def done(yes: bool | None) -> None:
+            if yes:
+                try:
+                    await bridge_for(self.app).call("cancel", job.id)
+                except (FerryError, RuntimeError) as exc:
+                    self.notify(str(exc), title="Transfers", severity="error")
+                self.model.stale = True
+
+        self.app.push_screen(
+            ConfirmDialog(
+                f"Stop {display_name(job.label)}?",
+                [moved + ".", "Cancelling removes the partial temporary files; completed "
+                 "files stay. r (retry) starts it again."],
+                danger=True, confirm_label="Stop transfer",
+            ),
+            callback=done,
+        )
 
     async def act(self, what: str) -> None:
         job = self.selected()
@@ -398,6 +427,11 @@ class QueuePanel(_QueueListener, Vertical):
                 else:
                     self.notify(f"a {job.state} transfer cannot be paused", severity="warning")
             elif what == "cancel":
+                if job.state in ("running", "paused") or (
+                    job.state == "queued" and job.bytes_total >= ASK_BEFORE_CANCEL
+                ):
+                    self._ask_cancel(job)
+                    return
                 await bridge.call("cancel", job.id)
             elif what == "retry":
                 await bridge.call("retry", job.id)
