@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 import shutil
 
+from backend.units import human_size as size_text
 from tests.tui import notifications, save_site, wait_for
 from tests.tui.browser_kit import browser, goto, loaded, local_dir, make_tree, register_site
 from tests.tui.test_queue import slow_server  # noqa: F401  (the fixture)
 from tui.app import FerryApp
-from tui.widgets.queue_panel import QueuePanel, size_text
+from tui.widgets.queue_panel import QueuePanel
 
 
 def _jobs(app) -> list:
