@@ -19,7 +19,6 @@ from backend.shares.backends import load_storage, open_scaled_out
 from backend.shares.client import ShareClient, local_file_source
 from backend.shares.keys import ServerKey
 from backend.shares.server import open_service, start_share_service, stop_share_service
-from tests.scaleout_parts import pg_cluster, pg_url, s3_url, seaweed  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
@@ -67,7 +66,7 @@ def _ferry(*args: str, env: dict | None = None) -> tuple[int, str, str]:
 
 
 async def test_share_download_range_and_revoke_on_postgres_and_s3(ferry_home, pg_url, s3_url,
-                                                                  seaweed, tmp_path):  # noqa: F811
+                                                                  seaweed, tmp_path):
     handle, backends, client = await _start(pg_url, s3_url)
     try:
         size = 20 * 1024 * 1024 + 123  # larger than two parts: a multipart upload
@@ -100,7 +99,7 @@ async def test_share_download_range_and_revoke_on_postgres_and_s3(ferry_home, pg
 
 
 async def test_a_missing_object_marks_the_share_broken_before_headers(ferry_home, pg_url, s3_url,
-                                                                     seaweed, tmp_path):  # noqa: F811
+                                                                     seaweed, tmp_path):
     handle, backends, client = await _start(pg_url, s3_url)
     try:
         created, _ = await _share(client, tmp_path, 300_000)
@@ -123,7 +122,7 @@ async def test_a_missing_object_marks_the_share_broken_before_headers(ferry_home
         await _stop(handle, backends)
 
 
-def test_a_database_from_a_newer_ferry_is_refused(ferry_home, pg_url, s3_url):  # noqa: F811
+def test_a_database_from_a_newer_ferry_is_refused(ferry_home, pg_url, s3_url):
     backends = open_scaled_out(load_storage(pg_url, s3_url), ServerKey.load_or_create())
     backends.store._exec("UPDATE schema_version SET version = 99 WHERE component = 'shares'")
     backends.close()
@@ -135,7 +134,7 @@ def test_a_database_from_a_newer_ferry_is_refused(ferry_home, pg_url, s3_url):  
 
 
 def test_secrets_on_argv_are_refused_and_files_must_be_private(ferry_home, pg_cluster, s3_url,
-                                                              tmp_path, monkeypatch):  # noqa: F811
+                                                              tmp_path, monkeypatch):
     monkeypatch.delenv("FERRY_DATABASE_PASSWORD", raising=False)
     with_pw = f"postgresql://ferry:{pg_cluster.password}@127.0.0.1:{pg_cluster.port}/postgres"
     code, _, err = _ferry("serve", "--database", with_pw, "--blob-store", s3_url)
@@ -162,7 +161,7 @@ def test_secrets_on_argv_are_refused_and_files_must_be_private(ferry_home, pg_cl
     backends.close()
 
 
-def test_audit_chain_in_postgres_detects_a_deleted_tail(ferry_home, pg_url, s3_url):  # noqa: F811
+def test_audit_chain_in_postgres_detects_a_deleted_tail(ferry_home, pg_url, s3_url):
     backends = open_scaled_out(load_storage(pg_url, s3_url), ServerKey.load_or_create())
     try:
         for i in range(5):
@@ -178,7 +177,7 @@ def test_audit_chain_in_postgres_detects_a_deleted_tail(ferry_home, pg_url, s3_u
 
 
 async def test_migrate_moves_live_shares_and_the_audit_chain(ferry_home, pg_url, s3_url,
-                                                             tmp_path):  # noqa: F811
+                                                             tmp_path):
     # an embedded service with a downloaded share, a revoked one and a fresh one
     handle, _ = await start_share_service("127.0.0.1:0", purge_interval=3600)
     client = ShareClient()
@@ -220,7 +219,7 @@ async def test_migrate_moves_live_shares_and_the_audit_chain(ferry_home, pg_url,
         await _stop(handle, backends)
 
 
-async def test_purge_runs_on_one_instance_at_a_time(ferry_home, pg_url, s3_url):  # noqa: F811
+async def test_purge_runs_on_one_instance_at_a_time(ferry_home, pg_url, s3_url):
     b1 = open_scaled_out(load_storage(pg_url, s3_url), ServerKey.load_or_create())
     b2 = open_scaled_out(load_storage(pg_url, s3_url), ServerKey.load_or_create())
     try:
@@ -236,7 +235,7 @@ async def test_purge_runs_on_one_instance_at_a_time(ferry_home, pg_url, s3_url):
         b2.close()
 
 
-def test_statements_are_refused_by_a_connection_without_the_password(pg_cluster):  # noqa: F811
+def test_statements_are_refused_by_a_connection_without_the_password(pg_cluster):
     """The cluster the tests use really asks for the password over TCP."""
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(f"host=127.0.0.1 port={pg_cluster.port} user=ferry dbname=postgres"

@@ -7,10 +7,8 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.scaleout_parts import pg_cluster, seaweed  # noqa: F401 - fixtures
 
-
-def test_postgres_requires_the_password(pg_cluster):  # noqa: F811
+def test_postgres_requires_the_password(pg_cluster):
     with psycopg.connect(pg_cluster.admin_conninfo(), autocommit=True) as con:
         assert con.execute("SELECT 1").fetchone() == (1,)
     with pytest.raises(psycopg.OperationalError, match="password"):
@@ -18,7 +16,7 @@ def test_postgres_requires_the_password(pg_cluster):  # noqa: F811
                         " password=wrong")
 
 
-def test_seaweedfs_s3_requires_a_signature(seaweed):  # noqa: F811
+def test_seaweedfs_s3_requires_a_signature(seaweed):
     import boto3
 
     bucket = seaweed.new_bucket()
