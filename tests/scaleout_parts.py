@@ -104,7 +104,9 @@ def _as_postgres() -> list[str]:
 
 
 @contextlib.contextmanager
-def start_postgres() -> Iterator[PgCluster]:
+def start_postgres(settings: str = "") -> Iterator[PgCluster]:
+    """``settings``: more ``-c name=value`` server options (the benchmark loads
+    pg_stat_statements)."""
     initdb = PG_BIN / "initdb"
     if not initdb.exists():
         pytest.fail(f"PostgreSQL is not installed ({initdb} missing): "
@@ -129,7 +131,8 @@ def start_postgres() -> Iterator[PgCluster]:
         check=True, capture_output=True, cwd=root,
     )
     opts = (f"-k {root} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
-            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            f" {settings}")
     proc = subprocess.run(
         [*wrap, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w",
          "-t", "60", "start"], capture_output=True, cwd=root,
