@@ -18,6 +18,7 @@ from tests.matrix import (
     start_proftpd,
     start_s3gateway,
 )
+from tests.scaleout_parts import pg_cluster, pg_url, s3_url, seaweed  # noqa: F401 - fixtures
 from tests.servers import InProcessServer, SshdServer, start_sshd, write_private_key
 
 ast_guard.install()  # lets pytest rewrite asserts on CPython 3.11.7: see tests/ast_guard.py

@@ -35,6 +35,7 @@ class ServerKey:
             raise ConfigError("share server key must be 32 bytes")
         self._aead = AESGCM(key)
         self._mac_key = hmac.new(key, b"ferry share tickets v1", hashlib.sha256).digest()
+        self._derive_key = hmac.new(key, b"ferry share derived keys v1", hashlib.sha256).digest()
 
     @classmethod
     def load_or_create(cls, path: Path | None = None) -> ServerKey:
@@ -58,6 +59,11 @@ class ServerKey:
 
     def sign(self, message: str) -> str:
         return hmac.new(self._mac_key, message.encode(), hashlib.sha256).hexdigest()
+
+    def derive(self, label: str) -> bytes:
+        """A 32-byte key for ``label`` (e.g. the audit head of a PostgreSQL store), bound to
+        this server key and never stored."""
+        return hmac.new(self._derive_key, label.encode(), hashlib.sha256).digest()
 
     def check(self, message: str, signature: str) -> bool:
         return hmac.compare_digest(self.sign(message), signature)

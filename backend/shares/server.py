@@ -195,6 +195,23 @@ async def _purge_loop(service: ShareService, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+def open_service(storage: Any) -> tuple[ShareService, Any]:
+    """The service on the storage ``storage`` names (``backend/shares/backends.py``): the
+    embedded default, or PostgreSQL + S3 (then also returns the Backends to close)."""
+    if not storage.scaled_out:
+        return ShareService(public_url="http://placeholder"), None
+    from backend.shares.backends import open_scaled_out
+    from backend.shares.keys import ServerKey
+
+    key = ServerKey.load_or_create()
+    backends = open_scaled_out(storage, key)
+    service = ShareService(public_url="http://placeholder", store=backends.store,
+                           blobs=backends.blobs, audit=backends.audit, server_key=key)
+    if storage.lease_seconds:
+        service.lease_seconds = storage.lease_seconds
+    return service, backends
+
+
 async def start_share_service(
     listen: str = DEFAULT_LISTEN,
     *,

@@ -178,8 +178,11 @@ class ShareService:
         self.audit = audit or AuditLog()
         self.on_download = on_download
         self.clock = clock
-        self.addresses = AddressLimiter()  # unknown links, per client address
-        self.pair_limiter = AddressLimiter()  # wrong passwords, per (address, link)
+        # unknown links per client address, wrong passwords per (address, link): shared by
+        # every instance when the store offers it (PostgreSQL), else in this process
+        shared = getattr(self.store, "address_limiter", None)
+        self.addresses = shared("unknown-link") if shared else AddressLimiter()
+        self.pair_limiter = shared("password") if shared else AddressLimiter()
         self.failure_memory = QUIET_SECONDS  # a link's failures are forgotten after this
         self.lease_seconds = LEASE_SECONDS
         self.refusals = RefusalAggregator(lambda event, f: self._audit(event, actor="anonymous",
@@ -365,7 +368,7 @@ class ShareService:
             self.store.update_share(share_id, revoked_at=self.clock())
             self._audit("share.revoked", actor=actor or None, share=share_id)
         await self._stop_streams(share_id)  # running downloads end now, not at their last byte
-        await self.purge()
+        await self.purge(wait=True)
         return self.get_share(share_id)
 
     def extend(self, share_id: str, expires: timedelta, actor: str = "") -> Share:
@@ -395,14 +398,36 @@ class ShareService:
         return {"recipient_id": recipient.id, "email": email, "url": self.link(token)}
 
     # -- purge ----------------------------------------------------------------------------
-    async def purge(self) -> list[str]:
+    @contextlib.asynccontextmanager
+    async def _purge_turn(self, wait: bool) -> AsyncIterator[bool]:
+        """This instance's turn to purge: with a shared store (PostgreSQL) one instance at a
+        time holds its advisory lock; the periodic purge skips a turn another one holds,
+        a revoke waits for it (so its blob is deleted now, not at the next round)."""
+        make = getattr(self.store, "advisory_lock", None)
+        if make is None:
+            yield True
+            return
+        lock = make("purge")
+        got = await asyncio.to_thread(lock.acquire, wait)
+        try:
+            yield got
+        finally:
+            if got:
+                await asyncio.to_thread(lock.release)
+
+    async def purge(self, wait: bool = False) -> list[str]:
         """Delete expired, revoked and exhausted shares for real. Returns the purged ids.
 
         Downloads of a share being purged are cancelled first (within a second), so the blob's
         space is freed when it is deleted. Broken shares are kept (status ``broken``) for the
         operator to see until they expire or are revoked."""
         purged: list[str] = []
-        async with self._purge_lock:
+        async with self._purge_lock, self._purge_turn(wait) as mine:
+            if not mine:
+                return purged
+            forget = getattr(self.store, "forget_address_failures", None)
+            if forget is not None:
+                await asyncio.to_thread(forget, QUIET_SECONDS)
             now = self.clock()
             for share in self.store.list_shares():
                 status = share.status(now)
@@ -791,7 +816,8 @@ class PlainStream:
         return await asyncio.wrap_future(self._reading)
 
     async def prime(self) -> None:
-        expected = ciphertext_size_for(self._fh, self._d.share.size)
+        expected = await asyncio.wrap_future(  # an object store answers over the network
+            self._pool.submit(ciphertext_size_for, self._fh, self._d.share.size))
         if expected is not None and expected[0] != expected[1]:
             raise IntegrityError(
                 f"the stored file has {expected[0]} bytes, {expected[1]} were expected"
@@ -851,8 +877,11 @@ def ciphertext_size_for(fh: Any, plaintext_size: int) -> tuple[int, int] | None:
     from backend.crypto.header import header_length
 
     try:
-        actual = os.fstat(fh.fileno()).st_size
-        prefix = os.pread(fh.fileno(), PREFIX_LEN, 0)
+        if hasattr(fh, "size_and_prefix"):  # an object store's reader (backend/shares/s3blobs.py)
+            actual, prefix = fh.size_and_prefix(PREFIX_LEN)
+        else:
+            actual = os.fstat(fh.fileno()).st_size
+            prefix = os.pread(fh.fileno(), PREFIX_LEN, 0)
     except (AttributeError, OSError, ValueError):
         return None
     try:

@@ -39,7 +39,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which header the trusted proxy sets (default %(default)s)")
     p.add_argument("--trust-proxy", action="store_true",
                    help="old spelling of --trusted-proxy 127.0.0.0/8 ::1")
+    p.add_argument("--database", metavar="URL",
+                   help="scale out: shared PostgreSQL, postgresql://USER@HOST:PORT/DB (no "
+                        "password here: FERRY_DATABASE_PASSWORD or a 0600 file)")
+    p.add_argument("--blob-store", metavar="URL",
+                   help="scale out: shared S3-compatible store, s3://BUCKET?endpoint=URL"
+                        "&region=R (keys from AWS_* variables or a 0600 file)")
     p.set_defaults(func=cmd_serve)
+    serve_sub = p.add_subparsers(dest="serve_command", metavar="SUBCOMMAND")
+    m = serve_sub.add_parser(
+        "migrate", help="move the embedded service's shares and audit chain to PostgreSQL + S3",
+        description="Copy every share (with its recipients, counters, wrapped key and "
+        "encrypted blob) and the whole audit chain from the embedded store to PostgreSQL and "
+        "an S3-compatible store; the chain is verified after. Stop 'ferry serve' first.")
+    m.add_argument("--to", required=True, metavar="URL", help="postgresql://USER@HOST:PORT/DB")
+    m.add_argument("--blob-store", required=True, metavar="URL",
+                   help="s3://BUCKET?endpoint=URL&region=R")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_migrate)
 
     parser = sub.add_parser("share", help="expiring password-protected links to files")
     group = parser.add_subparsers(dest="share_command", metavar="SUBCOMMAND")
@@ -112,14 +129,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from backend.shares.server import start_share_service, stop_share_service
+    from backend.shares.backends import load_storage
+    from backend.shares.server import open_service, start_share_service, stop_share_service
 
-    handle, url = await start_share_service(
-        args.listen, public_url=args.public_url, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        tls_self_signed=args.tls_self_signed, trust_proxy=args.trust_proxy,
-        trusted_proxies=args.trusted_proxy, proxy_header=args.proxy_header,
-    )
-    info(f"ferry share service listening on {url} (links: {handle.public_url}/s/...)")
+    storage = load_storage(args.database, args.blob_store)
+    service, backends = await asyncio.to_thread(open_service, storage)
+    try:
+        handle, url = await start_share_service(
+            args.listen, public_url=args.public_url, tls_cert=args.tls_cert,
+            tls_key=args.tls_key, tls_self_signed=args.tls_self_signed,
+            trust_proxy=args.trust_proxy, trusted_proxies=args.trusted_proxy,
+            proxy_header=args.proxy_header, service=service,
+        )
+    except BaseException:
+        if backends is not None:
+            backends.close()
+        raise
+    where = f" on {backends.description}" if backends is not None else ""
+    info(f"ferry share service listening on {url}{where} (links: {handle.public_url}/s/...)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -129,7 +156,33 @@ async def _serve(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         await stop_share_service(handle)
+        if backends is not None:
+            backends.close()
     info("share service stopped")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from backend.shares.backends import load_storage, open_scaled_out
+    from backend.shares.keys import ServerKey
+    from backend.shares.migrate import migrate_embedded
+
+    storage = load_storage(args.to, args.blob_store)
+    target = open_scaled_out(storage, ServerKey.load_or_create())
+    try:
+        report = migrate_embedded(target)
+    finally:
+        target.close()
+    if args.json:
+        print_json(report.as_dict())
+        return 0
+    print(f"migrated {report.shares} share(s) ({report.records_only} purged: records only), "
+          f"{report.recipients} recipient(s), {report.blobs} blob(s) "
+          f"({report.blob_bytes} bytes), {report.audit_rows} audit row(s)")
+    print("audit chain: verified in PostgreSQL" if report.audit_verified
+          else "audit chain: NOT verified")
+    info("Start every instance with the same --database and --blob-store, and copy "
+         "share-server.key and share-admin.token from $FERRY_HOME to each.")
     return 0
 
 
