@@ -43,6 +43,7 @@ class SiteFormResult:
 
 
 SaveCallback = Callable[[SiteFormResult], Awaitable[None]]
+DEIDENTIFY_CHOICES = ("optional", "required")  # Site.require_deidentified: False, True
 
 # Which input a validation message is about (first match wins).
 _FIELD_WORDS = (
@@ -149,6 +150,8 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
                                   placeholder="another saved site (optional)")
                 yield self._choice("Server", "server_profile", SERVER_PROFILES,
                                    site.server_profile)
+                yield self._choice("De-identify", "require_deidentified", DEIDENTIFY_CHOICES,
+                                   DEIDENTIFY_CHOICES[int(site.require_deidentified)])
             yield Static("", id="error", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
@@ -187,6 +190,7 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
             cipher_profile=self._select("cipher_profile"),
             jump=self._value("jump") or None,
             server_profile=self._select("server_profile"),
+            require_deidentified=self._select("require_deidentified") == DEIDENTIFY_CHOICES[1],
             host_keys=list(base.host_keys),
         )
         site.validate()
