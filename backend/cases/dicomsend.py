@@ -124,7 +124,8 @@ def plan(source: Path, options: policy.ContentOptions, site: Site) -> Plan:
             left_out += [f"{display_name(f.path)}: DICOM without a StudyInstanceUID, not in "
                          "the de-identified copy" for f in summary.no_study]
     elif site.require_deidentified:
-        override = policy.check_identifiable(headers, site=site.name, options=options)
+        override = policy.check_identifiable(headers, who=f"site {site.name}",
+                                              options=options)
     return Plan(summary, parts, left_out, override)
 
 

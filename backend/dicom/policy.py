@@ -135,11 +135,11 @@ def finding_lines(report: checker.CheckReport) -> list[str]:
     return _capped(lines)
 
 
-def check_identifiable(headers: HeaderSet, *, site: str, options: ContentOptions,
+def check_identifiable(headers: HeaderSet, *, who: str, options: ContentOptions,
                        what: str = "sent") -> Override | None:
-    """On a site that requires de-identified data: refuse, or return the override to audit.
-
-    Call it only for sites with ``require_deidentified`` and when not de-identifying."""
+    """Where de-identified data is required (``who``: "site NAME" or "the share policy"):
+    refuse, or return the override to audit. Call it only when the rule applies and the
+    source is not being de-identified."""
     report = checker.check(headers)
     if report.clean:
         return None
@@ -155,7 +155,7 @@ def check_identifiable(headers: HeaderSet, *, site: str, options: ContentOptions
         parts.append(f"{_plural(len(report.unchecked), 'file')} that cannot be checked "
                      "(not DICOM)")
     raise PolicyError(
-        f"site {site} requires de-identified studies and {display_name(headers.source)} holds "
+        f"{who} requires de-identified studies and {display_name(headers.source)} holds "
         f"{' and '.join(parts)} (DICOM PS3.15 Annex E Basic Profile); nothing was {what}",
         lines=finding_lines(report), kind="identifiable",
         hint="--deidentify sends a de-identified copy; --allow-identifiable --reason TEXT "
