@@ -242,3 +242,18 @@ def test_the_mapping_relinks_a_returned_result_to_the_original_patient(
     locked = ferry("case", "list", "ai", "--json", vault=False)
     assert locked.returncode == 0 and json.loads(locked.stdout)["cases"][0]["patient"] is None
     assert "vault" in locked.stderr
+
+
+def test_the_demo_local_studies_show_every_check(tmp_path: Path) -> None:
+    from backend.demo.samples import populate_local
+    from backend.dicom import checker, reader
+    from backend.dicom.summary import summarise
+
+    populate_local(tmp_path)
+    clean = reader.read_local(tmp_path / "study-to-send")
+    assert summarise(clean).single_study and checker.check(clean).clean
+    ident = reader.read_local(tmp_path / "identifiable-study")
+    report = checker.check(ident)
+    assert summarise(ident).single_study and report.count("(0010,0010)") == 6
+    mixed = summarise(reader.read_local(tmp_path / "mixed-studies"))
+    assert len(mixed.studies) == 2 and [f.path for f in mixed.non_dicom] == ["referral.pdf"]
