@@ -127,10 +127,24 @@ class Override:
     unchecked: int
 
 
+# the order a refusal lists findings in: what names the patient first (backend/dicom/profile.py
+# categories, then checker.py's special keys); anything else after, alphabetically
+_FIRST = ("patient name", "patient ID", "birth date", "address", "accession number",
+          "burned-in annotation", "private attributes", "patient characteristics",
+          "patient history", "physicians and staff", "institution", "exam identifiers",
+          "dates and times", "descriptions", "overlays", "UIDs", "de-identification flag")
+
+
+def _rank(f: checker.AttributeCount) -> tuple[int, str, str]:
+    return (_FIRST.index(f.category) if f.category in _FIRST else len(_FIRST), f.category,
+            f.key)
+
+
 def finding_lines(report: checker.CheckReport) -> list[str]:
+    """One line per attribute found, with its file count, patient identifiers first."""
     lines = [f"{f.name} {f.key}: {_plural(f.files, 'file')}"
              if f.key.startswith("(") else f"{f.name}: {_plural(f.files, 'file')}"
-             for f in report.findings]
+             for f in sorted(report.findings, key=_rank)]
     lines += [f"not checked (not DICOM): {display_name(u)}" for u in report.unchecked]
     return _capped(lines)
 
