@@ -129,4 +129,18 @@ class LimitExceededError(FerryError):
     exit_code = 16
 
 
+class PolicyError(FerryError):
+    """A case refused by a content check: more than one study, non-DICOM files, identifying
+    data for a site that requires de-identified studies, burned-in annotation. The message
+    names what was found; the hint names the flag that splits, de-identifies or overrides."""
+
+    exit_code = 17
+
+    def __init__(self, message: str, *, lines: list[str] | None = None, kind: str = "",
+                 hint: str | None = None) -> None:
+        self.lines = list(lines or [])  # what was found, one display-safe line each
+        self.kind = kind  # "isolation", "identifiable" or "burned-in"
+        super().__init__(message, hint=hint)
+
+
 EXIT_INTERRUPTED = 130

@@ -42,7 +42,7 @@ def test_send_prints_the_study_id_and_watch_once_downloads_after_two_polls(
     study = tmp_path / "study"
     (study / "series").mkdir(parents=True)
     (study / "series" / "IM0001.dcm").write_bytes(b"\0" * 128 + b"DICM" + os.urandom(2000))
-    sent = ferry("case", "send", "ai", str(study))
+    sent = ferry("case", "send", "ai", str(study), "--allow-non-dicom")
     assert sent.returncode == 0, sent.stderr
     study_id = sent.stdout.strip()
     assert (served / "ai" / "input" / study_id / "input" / f"{study_id}.zip").is_file()

@@ -94,7 +94,8 @@ def served(sshd, tmp_path: Path, ferry_home: Path):
 async def kill_mid_upload(study: Path) -> int:
     """Start ``ferry case send ai STUDY``, kill -9 it once 2 MiB are checkpointed; the job id."""
     proc = await asyncio.create_subprocess_exec(
-        *_cmd("case", "send", "ai", str(study), "--study-id", STUDY), env=_env(),
+        *_cmd("case", "send", "ai", str(study), "--study-id", STUDY,
+              "--allow-non-dicom"), env=_env(),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     journal = Journal()
 
@@ -150,7 +151,8 @@ async def test_rerunning_case_send_after_kill_resumes_the_same_study(served) -> 
     root, study, proxy = served
     job_id = await kill_mid_upload(study)
     proxy.rate = None
-    code, out, err = await ferry("case", "send", "ai", str(study), "--study-id", STUDY)
+    code, out, err = await ferry("case", "send", "ai", str(study), "--study-id", STUDY,
+                                 "--allow-non-dicom")
     assert code == 0, err
     assert out.strip() == STUDY and "resumed and sent" in err
     assert "verified: sha256 by" in err and "already exists" not in err
@@ -160,7 +162,8 @@ async def test_rerunning_case_send_after_kill_resumes_the_same_study(served) -> 
     record = CaseStore().get("ai", STUDY)
     assert record is not None and record.sent_at and record.verified_by in SHA256_OF_SERVER_COPY
 
-    code, out, err = await ferry("case", "send", "ai", str(study), "--study-id", STUDY)
+    code, out, err = await ferry("case", "send", "ai", str(study), "--study-id", STUDY,
+                                 "--allow-non-dicom")
     assert code == 3 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and f"study {STUDY} was already sent to ai" in lines[0], err
@@ -187,7 +190,8 @@ async def test_queue_cancel_of_a_killed_send_leaves_nothing_on_the_server(served
 async def test_queue_cancel_of_a_running_send_stops_it_and_cleans_up(served) -> None:
     root, study, _proxy = served
     proc = await asyncio.create_subprocess_exec(
-        *_cmd("case", "send", "ai", str(study), "--study-id", STUDY), env=_env(),
+        *_cmd("case", "send", "ai", str(study), "--study-id", STUDY,
+              "--allow-non-dicom"), env=_env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     journal = Journal()
     try:
@@ -213,8 +217,9 @@ async def test_direct_upload_mode_needs_allow_partial_reads(sshd, tmp_path, ferr
     (tmp_path / "study" / "IM0001.dcm").write_bytes(b"\0" * 128 + b"DICM" + os.urandom(5000))
     SiteStore().add(sshd.site("ai", layout="study-io", remote_dir=str(base / "ai"),
                               upload_mode="direct"))
-    code, out, err = await ferry("case", "send", "ai", str(tmp_path / "study"))
-    assert code == 2 and out == ""
+    code, out, err = await ferry("case", "send", "ai", str(tmp_path / "study"),
+                                 "--allow-non-dicom")
+    assert code == 2 and out == "", (code, out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "--allow-partial-reads" in lines[0], err
     assert "may read a partial study" in lines[0]
@@ -222,7 +227,7 @@ async def test_direct_upload_mode_needs_allow_partial_reads(sshd, tmp_path, ferr
     assert CaseStore().list("ai") == []
 
     code, out, err = await ferry("case", "send", "ai", str(tmp_path / "study"),
-                                 "--allow-partial-reads")
+                                 "--allow-non-dicom", "--allow-partial-reads")
     assert code == 0, err
     assert "ferry: warning:" in err and "may read a partial study" in err
     study_id = out.strip()

@@ -149,6 +149,48 @@ def pack_folder(
     )
 
 
+def pack_with(dest: Path, fill: Callable[[zipfile.ZipFile], list[str]]) -> PackResult:
+    """A new zip at ``dest`` whose members ``fill`` writes (it returns their names), written
+    like :func:`pack_folder`: temp name, SHA-256 on the way out, fsync, rename, never
+    overwriting. Used for one study of a split folder and for de-identified copies
+    (backend/cases/dicomsend.py)."""
+    tmp = dest.with_name(f".{dest.name}.packing")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = open_exclusive(tmp)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            out = _HashingWriter(raw)
+            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:  # type: ignore[arg-type]
+                names = fill(zf)
+            raw.flush()
+            os.fsync(raw.fileno())
+        if os.path.lexists(dest):
+            raise UsageError(f"{dest} already exists; not overwriting it")
+        os.rename(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return PackResult(path=dest, size=out.size, sha256=out.digest.hexdigest(), files=names)
+
+
+def copy_into(zf: zipfile.ZipFile, source: Path, arcname: str, *,
+              zip64_threshold: int = ZIP64_LIMIT) -> None:
+    """Stream one regular file into ``zf`` as ``arcname`` (1 MiB chunks)."""
+    fst = os.stat(source, follow_symlinks=False)
+    if not stat.S_ISREG(fst.st_mode):
+        raise UsageError(f"{source} is not a regular file (symlinks are not sent)")
+    info = zipfile.ZipInfo(arcname, date_time=_zip_time(fst.st_mtime))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = (stat.S_IFREG | (fst.st_mode & 0o755)) << 16
+    info.file_size = fst.st_size
+    with open(source, "rb") as src, zf.open(info, "w",
+                                            force_zip64=fst.st_size > zip64_threshold) as dst:
+        while chunk := src.read(CHUNK):
+            dst.write(chunk)
+
+
 def check_zip(path: Path) -> list[str]:
     """The member names of an existing zip the user wants to send as-is; refuses non-zips."""
     try:

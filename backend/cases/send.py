@@ -44,6 +44,7 @@ from backend.transfers.finishers import Finished
 
 _STUDY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SETTLE_WAIT = 10.0  # seconds to wait for another process to finish a case it completed
+Packer = Callable[[Path, Path], packer.PackResult]  # (source, target zip) -> what it wrote
 
 __all__ = ["SentStudy", "check_study_id", "direct_mode_warning", "new_study_id",
            "outgoing_dir", "send_study", "upload_target"]
@@ -106,12 +107,18 @@ async def send_study(
     pack_progress: Callable[[int, int], None] | None = None,
     zip64_threshold: int = packer.ZIP64_LIMIT,
     allow_partial_reads: bool = False,
+    pack: Packer | None = None,
 ) -> SentStudy:
     """Pack (if a folder) and upload ``source`` as study ``study_id`` of ``site`` (a new one,
     or continue its interrupted send); returns the record once the case is ``sent``.
 
     ``allow_partial_reads``: needed on a site with ``upload_mode = direct``, where the zip is
-    written under its final name and the provider may pick up a partial study."""
+    written under its final name and the provider may pick up a partial study.
+
+    ``pack(source, target)``: writes the zip to upload at ``target`` (in the outgoing folder)
+    instead of packing every file of the folder, or instead of sending a ``.zip`` as it is:
+    one study of a split folder, or a de-identified copy (backend/cases/dicomsend.py). It runs
+    only for a fresh send: a resumed send continues the zip it made."""
     del audit
     folders = await case_folders(site, sftp)
     if site.upload_mode == "direct" and not allow_partial_reads:
@@ -140,7 +147,7 @@ async def send_study(
             return resumed
         record = store.get(site.name, study_id)
     return await _send_fresh(site, sftp, engine, store, folders, record, study_id, source,
-                             pack_progress, zip64_threshold)
+                             pack_progress, zip64_threshold, pack)
 
 
 async def _resume(site: Site, engine: transport.Engine, store: CaseStore, record: CaseRecord,
@@ -201,6 +208,7 @@ async def _send_fresh(
     site: Site, sftp: asyncssh.SFTPClient, engine: transport.Engine, store: CaseStore,
     folders: CaseFolders, record: CaseRecord | None, study_id: str, source: Path,
     pack_progress: Callable[[int, int], None] | None, zip64_threshold: int,
+    pack: Packer | None = None,
 ) -> SentStudy:
     folder, name = upload_target(folders, study_id)
     final = posixpath.join(folder, name)
@@ -213,20 +221,23 @@ async def _send_fresh(
     store.upsert(
         site.name, study_id, state=SENDING, layout=folders.layout, source=str(source.resolve()),
         remote_path=final, sha256=None, size=None, sent_at=None, verified_by=None,
-        job_id=None, note=None,
+        job_id=None, note=None, deidentified=None,
     )
     packed: Path | None = None
     created: list[str] = list(ours)
     try:
         skipped: list[str] = []
-        if source.is_dir() and not source.is_symlink():
+        if pack is not None or (source.is_dir() and not source.is_symlink()):
             target = outgoing_dir() / name
             with contextlib.suppress(FileNotFoundError):
                 target.unlink()  # our own leftover from a send interrupted before its upload
-            result = await asyncio.to_thread(
-                packer.pack_folder, source, target,
-                zip64_threshold=zip64_threshold, progress=pack_progress,
-            )
+            if pack is not None:
+                result = await asyncio.to_thread(pack, source, target)
+            else:
+                result = await asyncio.to_thread(
+                    packer.pack_folder, source, target,
+                    zip64_threshold=zip64_threshold, progress=pack_progress,
+                )
             packed, local_zip, sha256, size = result.path, result.path, result.sha256, result.size
             files, skipped = result.files, result.skipped
         else:

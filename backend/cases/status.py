@@ -6,13 +6,14 @@ its state: ``sending`` (its upload is under way or was interrupted: ``ferry queu
 ``ferry case send --study-id`` again), ``send failed``, ``sent`` (uploaded, still waiting in
 the outbox), ``processing`` (uploaded, no results yet), ``results ready`` (results on the
 server, not downloaded), ``downloaded`` (verified local copy; ``report_path`` names its text
-report) or ``archived``.
+report) or ``archived``. A case sent de-identified (``deidentified``) is shown against its
+original patient when the caller passes the vault's mappings (backend/dicom/mapping.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
@@ -35,6 +36,10 @@ from backend.errors import RemoteNotFoundError
 from backend.names import is_safe_name
 from backend.sites.model import Site
 
+if TYPE_CHECKING:  # pydicom is imported only when a case was de-identified
+    from backend.dicom.deidentify import StudyMapping
+    from backend.dicom.mapping import MappingStore
+
 
 @dataclass
 class CaseStatus:
@@ -56,6 +61,8 @@ class CaseStatus:
     archive_path: str | None = None
     verified_by: str | None = None  # how the upload was checked (VERIFIED_BY key)
     note: str | None = None  # a failed send: why, and what it left on the server
+    deidentified: str | None = None  # sent as a de-identified copy (mapping in the vault)
+    patient: dict[str, Any] | None = None  # the original patient, from the vault's mapping
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,10 +91,31 @@ def _from_record(record: CaseRecord, state: str, on_server: bool) -> CaseStatus:
     return CaseStatus(**data)
 
 
+def patient_of(mappings: list[StudyMapping], *, full_names: bool = False) -> dict[str, Any]:
+    """The original patient of a de-identified case, masked like ``case inspect`` unless
+    ``full_names`` (backend/dicom/summary.py)."""
+    from backend.dicom.summary import mask_id, mask_name
+
+    first = mappings[0]
+    name, pid = first.original_patient_name, first.original_patient_id
+    return {
+        "name": name if full_names else mask_name(name),
+        "id": pid if full_names else mask_id(pid),
+        "study_uid": first.original_study_uid if full_names else None,
+        "pseudo_patient_id": first.pseudo_patient_id,
+        "pseudo_study_uid": first.pseudo_study_uid,
+        "masked": not full_names,
+    }
+
+
 async def case_list(
-    site: Site, sftp: asyncssh.SFTPClient, store: CaseStore | None = None
+    site: Site, sftp: asyncssh.SFTPClient, store: CaseStore | None = None,
+    *, mappings: MappingStore | None = None, full_names: bool = False,
 ) -> CaseList:
-    """All cases of ``site`` with their state, plus display-safe problems seen on the way."""
+    """All cases of ``site`` with their state, plus display-safe problems seen on the way.
+
+    ``mappings``: the vault's de-identification mappings; a case sent de-identified gets its
+    original patient (masked unless ``full_names``), linked by its case id."""
     store = store or CaseStore()
     folders = await case_folders(site, sftp)
     out = CaseList()
@@ -119,7 +147,12 @@ async def case_list(
             state = SENT
         else:
             state = PROCESSING
-        out.cases.append(_from_record(record, state, case_id in results))
+        status = _from_record(record, state, case_id in results)
+        if mappings is not None:
+            linked = mappings.for_case(site.name, case_id)
+            if linked:
+                status.patient = patient_of(linked, full_names=full_names)
+        out.cases.append(status)
     return out
 
 

@@ -12,6 +12,8 @@ A send is journaled (backend/cases/sendjob.py): its row exists as ``sending`` be
 starts, with the transfer job's id and the remote folders the send created (so a cancelled or
 failed send can remove them), and becomes ``sent`` with ``verified_by`` (the method,
 backend/transfers/model.py VERIFIED_BY) or ``send failed`` with a ``note`` saying what was left.
+``deidentified`` marks a case sent as a de-identified copy: the link from its pseudonyms to the
+original patient is in the vault (backend/dicom/mapping.py), never here.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ CREATE TABLE IF NOT EXISTS cases (
     job_id        INTEGER,
     created_dirs  TEXT,
     note          TEXT,
+    deidentified  TEXT,
     PRIMARY KEY (site, case_id)
 );
 CREATE TABLE IF NOT EXISTS observations (
@@ -109,6 +112,7 @@ class CaseRecord:
     job_id: int | None = None  # the transfer job of the send
     created_dirs: str | None = None  # JSON list of remote folders the send created
     note: str | None = None  # why a send failed and what it left on the server
+    deidentified: str | None = None  # sent de-identified: its mapping is in the vault
 
     def files(self) -> list[dict[str, Any]]:
         return json.loads(self.result_files) if self.result_files else []
@@ -130,7 +134,7 @@ class CaseStore:
             with self._db() as db:
                 db.executescript(_SCHEMA)
                 have = {row[1] for row in db.execute("PRAGMA table_info(cases)")}
-                for name in ("verified_by", "job_id", "created_dirs", "note"):
+                for name in ("verified_by", "job_id", "created_dirs", "note", "deidentified"):
                     if name not in have:  # a store written before journaled sends
                         kind = "INTEGER" if name == "job_id" else "TEXT"
                         db.execute(f"ALTER TABLE cases ADD COLUMN {name} {kind}")

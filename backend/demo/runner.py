@@ -36,7 +36,8 @@ from backend.sites.store import SiteStore
 DEMO_USER = "demo"
 DEMO_SITES = {
     "demo": {"layout": "inbox-outbox", "remote_dir": "/idt"},
-    "demo-ai": {"layout": "study-io", "remote_dir": "/ai"},
+    # require_deidentified: so the demo shows the de-identification check (docs/cases.md)
+    "demo-ai": {"layout": "study-io", "remote_dir": "/ai", "require_deidentified": True},
 }
 
 

@@ -35,6 +35,18 @@ class MappingStore:
             mapping.site = site
         self.vault.set(PREFIX + mapping.pseudo_study_uid, json.dumps(mapping.to_json()))
 
+    def drop_case(self, site: str, case_id: str) -> int:
+        """Forget the mappings of an earlier attempt to send this case (it was de-identified
+        again, with new pseudonyms); returns how many were removed."""
+        gone = 0
+        for m in self.all():
+            if m.site == site and m.case_id == case_id and case_id:
+                gone += self.vault.delete(PREFIX + m.pseudo_study_uid)
+        return gone
+
+    def for_case(self, site: str, case_id: str) -> list[StudyMapping]:
+        return [m for m in self.all() if m.site == site and m.case_id == case_id and case_id]
+
     def save(self) -> None:
         self.vault.save()
 

@@ -29,6 +29,7 @@ import zipfile
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import asyncssh
 from pydicom import dcmread
@@ -268,12 +269,16 @@ def _member_name(name: str) -> str | None:
     return "/".join(parts)
 
 
-def read_zip(path: Path, head: int = HEAD) -> HeaderSet:
-    """The headers of every member of the zip at ``path``; members are read (decompressed) only
-    up to the end of their header, nothing is written to disk (blocking: call from a thread)."""
-    path = Path(path)
-    if not path.is_file():
-        raise RemoteNotFoundError(f"no such file: {path}")
+def read_zip(path: Path | IO[bytes], head: int = HEAD, *, label: str = "") -> HeaderSet:
+    """The headers of every member of the zip at ``path`` (or in the seekable binary stream
+    ``path``, e.g. a remote zip read into memory: then ``label`` names it); members are read
+    (decompressed) only up to the end of their header, nothing is written to disk (blocking:
+    call from a thread)."""
+    if isinstance(path, str | Path):
+        path = Path(path)
+        if not path.is_file():
+            raise RemoteNotFoundError(f"no such file: {path}")
+        label = label or str(path)
     headers: list[FileHeader] = []
     skipped: list[str] = []
     total_read = 0
@@ -303,10 +308,10 @@ def read_zip(path: Path, head: int = HEAD) -> HeaderSet:
                 total_read += got
                 headers.append(FileHeader(rel, info.file_size, ds, reason, got, info.filename))
     except zipfile.BadZipFile as exc:
-        raise UsageError(f"{path} is not a readable zip: {exc}") from None
+        raise UsageError(f"{display_name(label)} is not a readable zip: {exc}") from None
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return HeaderSet(source=str(path), files=headers, skipped=skipped, bytes_read=total_read)
+        raise UsageError(f"cannot read {display_name(label)}: {exc.strerror or exc}") from None
+    return HeaderSet(source=label, files=headers, skipped=skipped, bytes_read=total_read)
 
 
 def read_local(path: Path) -> HeaderSet:
@@ -381,3 +386,29 @@ async def read_remote(
         skipped=skipped,
         bytes_read=sum(h.bytes_read for h in headers),
     )
+
+
+MAX_REMOTE_ZIP = 512 << 20  # a remote zip is checked in memory up to this size
+
+
+async def read_remote_zip(sftp: asyncssh.SFTPClient, path: str, size: int, *, label: str = "",
+                          cap: int = MAX_REMOTE_ZIP) -> HeaderSet:
+    """The headers of a remote zip (its members' DICOM headers), read into memory: a zip's
+    directory is at its end and members are compressed, so unlike a folder the whole file is
+    read (never written to disk). Refused over ``cap`` bytes."""
+    import io
+
+    if size > cap:
+        raise UsageError(
+            f"{display_name(label or path)} is {size} bytes: too large to check in memory "
+            f"(over {cap >> 20} MiB)",
+            hint="download it and share the local copy, which is checked on disk")
+    buf = io.BytesIO()
+    with remote.sftp_errors(path):
+        async with sftp.open(path, "rb") as fh:
+            while chunk := await fh.read(1 << 20):
+                buf.write(chunk)
+    buf.seek(0)
+    headers = await asyncio.to_thread(read_zip, buf, label=label or path)
+    headers.bytes_read = buf.tell() or size
+    return headers

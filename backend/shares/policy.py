@@ -12,6 +12,7 @@ Example file (every key optional)::
     max_downloads_cap = 0          # 0 = no cap
     password_required = true
     allowed_domains = ["nhs.net", "example.org"]   # empty = any domain
+    require_deidentified = false   # refuse to share identifying DICOM (docs/sharing.md)
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class Policy:
     max_downloads_cap: int = 0
     password_required: bool = True
     allowed_domains: tuple[str, ...] = field(default_factory=tuple)
+    # ``ferry share create`` refuses DICOM that still identifies the patient (checked by the
+    # CLI before upload: backend/dicom/policy.py), as a site's require_deidentified does
+    require_deidentified: bool = False
 
     def check_expiry(self, expires: timedelta) -> None:
         if expires <= timedelta(0):
@@ -142,6 +146,7 @@ def load_policy(path: Path | None = None) -> Policy:
             max_downloads_cap=int(data.get("max_downloads_cap", 0)),
             password_required=bool(data.get("password_required", True)),
             allowed_domains=tuple(str(d).lower() for d in data.get("allowed_domains", [])),
+            require_deidentified=bool(data.get("require_deidentified", False)),
         )
     except (UsageError, TypeError, ValueError) as exc:
         raise ConfigError(f"invalid share policy {path}: {exc}") from None

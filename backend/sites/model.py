@@ -55,6 +55,8 @@ class Site:
     server_profile: str = "auto"  # one of SERVER_PROFILES: a preset, or what was detected
     # case layout folder names (relative to remote_dir); missing keys use the preset's defaults
     layout_folders: dict[str, str] = field(default_factory=dict)
+    # refuse sends and shares of DICOM that still identifies the patient (docs/cases.md)
+    require_deidentified: bool = False
     last_connected: str | None = None
 
     def validate(self) -> Site:

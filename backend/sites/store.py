@@ -43,7 +43,7 @@ _STR_FIELDS = {
 }
 _OPT_STR_FIELDS = {"key_file", "jump", "last_connected"}
 _INT_FIELDS = {"port", "keepalive", "max_parallel"}
-_BOOL_FIELDS = {"allow_exec", "encrypt_at_rest"}
+_BOOL_FIELDS = {"allow_exec", "encrypt_at_rest", "require_deidentified"}
 SITE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Site) if f.name != "name")
 
 _HEADER = (

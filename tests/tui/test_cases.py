@@ -66,6 +66,11 @@ async def test_send_a_study_then_fetch_results_and_read_the_report(
         dialog = await wait_for_screen(pilot, TextInputDialog)
         assert dialog.query_one("#value").value == str(study_dir)
         await pilot.press("enter")
+        # not one clean study: the refusal lists what it found and offers the one way on
+        confirm = await wait_for_screen(pilot, ConfirmDialog)
+        assert any("not DICOM: notes.txt" in line for line in confirm.lines)
+        assert confirm.query_one("#confirm").label.plain == "Send them too"
+        await pilot.press("enter")
         await wait_for(pilot, lambda: len(screen.cases) == 4, seconds=30)
         study = next(c.case_id for c in screen.cases if c.case_id not in created["studies"])
         assert states(screen)[study] == "processing"

@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from backend import __version__
 from backend.errors import EXIT_INTERRUPTED, FerryError, UsageError
+from backend.names import display_name
 
 # One module per command group; each adds its sub-commands to the parser.
 COMMAND_MODULES: list[str] = [
@@ -98,6 +99,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return int(func(args) or 0)
     except FerryError as err:
         print_error(err)
+        for line in getattr(err, "lines", []):  # PolicyError: what was found, one per line
+            print(f"  {display_name(line)}", file=sys.stderr)
         logging.getLogger("ferry.cli").info("exit %s: %s", err.exit_code, err)
         return err.exit_code
     except KeyboardInterrupt:

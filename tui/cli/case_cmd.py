@@ -16,13 +16,19 @@ import sys
 from pathlib import Path
 
 from backend import cases
-from backend.cases import transport
+from backend.cases import dicomsend, transport
+from backend.cases.dicomsend import CaseSend, send_case
+from backend.cases.send import check_study_id
+from backend.dicom.mapping import MappingStore
+from backend.dicom.policy import ContentOptions
 from backend.errors import ConfigError, FerryError, PermissionDeniedError, UsageError
 from backend.names import display_name
+from backend.sites.store import SiteStore
 from backend.transfers.model import SHA256_OF_SERVER_COPY, verified_label
 from tui.cli import inspect_cmd
 from tui.cli.connect import cli_session, sftp_for
-from tui.cli.output import info, print_json
+from tui.cli.output import info, is_interactive, print_json
+from tui.cli.vault_cli import PASSPHRASE_ENV, open_vault_unattended, unlock_vault
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "List the cases of SITE: sent, processing, results ready, downloaded, archived."))
     ls.add_argument("site")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument("--full-names", action="store_true",
+                    help="de-identified cases: show the original patient in full")
     ls.set_defaults(func=cmd_list)
 
     show = csub.add_parser("show", help="one case in detail", description=(
@@ -46,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("site")
     show.add_argument("case_id", metavar="CASE")
     show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--full-names", action="store_true",
+                      help="de-identified cases: show the original patient in full")
     show.set_defaults(func=cmd_show)
 
     send = csub.add_parser("send", help="send a study (folder or .zip)", description=(
@@ -59,6 +69,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     send.add_argument("--allow-partial-reads", action="store_true", help=(
         "send to a site with upload_mode = direct, where the provider may read a partial "
         "study while it uploads"))
+    send.add_argument("--split", action="store_true", help=(
+        "a folder holding several studies: send one zip per study, each with its own id"))
+    send.add_argument("--allow-non-dicom", action="store_true", help=(
+        "let files that are not DICOM (a report) travel with the images"))
+    send.add_argument("--deidentify", action="store_true", help=(
+        "send a de-identified copy (DICOM PS3.15 Annex E Basic Profile); the link to the "
+        "original patient is kept in the vault"))
+    send.add_argument("--allow-burned-in", action="store_true", help=(
+        "with --deidentify: send images that declare text burned into their pixels"))
+    send.add_argument("--allow-identifiable", action="store_true", help=(
+        "send identifying data to a site that requires de-identified studies (needs --reason)"))
+    send.add_argument("--reason", default="", metavar="TEXT",
+                      help="why --allow-identifiable is justified (written to the audit log)")
     send.set_defaults(func=cmd_send)
 
     watch = csub.add_parser("watch", help="download results as they become ready", description=(
@@ -92,29 +115,57 @@ def _print_event(event: cases.CaseEvent) -> None:
         print(display_name(event.message), flush=True)
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def _mappings(site_name: str) -> MappingStore | None:
+    """The vault's de-identification mappings when this site has de-identified cases: from
+    FERRY_VAULT_PASSPHRASE_FILE, or a prompt on a terminal; else None and a note."""
+    cases_ = [r for r in cases.CaseStore().list(site_name) if r.deidentified]
+    if not cases_:
+        return None
+    vault = open_vault_unattended()
+    if vault is None and is_interactive():
+        vault = unlock_vault()
+    if vault is None:
+        info(f"ferry: note: {len(cases_)} de-identified case(s): their patients are not shown "
+             f"while the vault is locked (set {PASSPHRASE_ENV})")
+        return None
+    return MappingStore(vault)
+
+
+def _patient(case: cases.CaseStatus) -> str:
+    p = case.patient
+    if not p:
+        return ""
+    return display_name(" ".join(x for x in (p["name"], f"({p['id']})" if p["id"] else "")
+                                 if x))
+
+
+def _listed(args: argparse.Namespace) -> cases.CaseList:
+    mappings = _mappings(args.site)
+
     async def run() -> cases.CaseList:
         async with sftp_for(args.site) as (site, _conn, sftp):
-            return await cases.case_list(site, sftp)
+            return await cases.case_list(site, sftp, mappings=mappings,
+                                         full_names=args.full_names)
 
-    result = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    result = _listed(args)
     if args.json:
         print_json({"cases": [c.to_json() for c in result.cases], "problems": result.problems})
     else:
         for c in result.cases:
             when = c.downloaded_at or c.ready_at or c.sent_at or c.archived_at or ""
-            print(f"{display_name(c.case_id):<40} {c.state:<14} {when}")
+            patient = f"  {_patient(c)}" if c.patient else ""
+            print(f"{display_name(c.case_id):<40} {c.state:<14} {when}{patient}")
         for line in result.problems:
             print(f"ferry: warning: {line}", file=sys.stderr)
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    async def run() -> cases.CaseList:
-        async with sftp_for(args.site) as (site, _conn, sftp):
-            return await cases.case_list(site, sftp)
-
-    found = [c for c in asyncio.run(run()).cases if c.case_id == args.case_id]
+    found = [c for c in _listed(args).cases if c.case_id == args.case_id]
     if not found:
         raise ConfigError(f"no case {display_name(args.case_id)!r} on {args.site}",
                           hint=f"ferry case list {args.site}")
@@ -127,7 +178,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             ("verified", verified_label(case.verified_by) if case.sent_at else None),
             ("source", case.source), ("note", case.note), ("results", case.result_path),
             ("ready", case.ready_at), ("downloaded", case.local_path),
-            ("report", case.report_path), ("archived", case.archive_path)]
+            ("report", case.report_path), ("archived", case.archive_path),
+            ("patient", _patient(case) or None),
+            ("identity", f"removed: {case.deidentified}" if case.deidentified else None)]
     for label, value in rows:
         if value not in (None, ""):
             print(f"{label + ':':<13}{display_name(str(value))}")
@@ -143,19 +196,15 @@ def _digest(case: cases.CaseStatus) -> str | None:
     return f"{case.sha256} (of the local zip; the server's copy was not hashed)"
 
 
-def cmd_send(args: argparse.Namespace) -> int:
-    source = Path(args.local_path)
+def _content_options(args: argparse.Namespace) -> ContentOptions:
+    return ContentOptions(
+        split=args.split, allow_non_dicom=args.allow_non_dicom, deidentify=args.deidentify,
+        allow_identifiable=args.allow_identifiable, reason=args.reason,
+        allow_burned_in=args.allow_burned_in,
+    ).validate()
 
-    async def run() -> cases.SentStudy:
-        async with transport.engine_for(cli_session()) as engine, sftp_for(args.site) as (
-            site, _conn, sftp,
-        ):
-            if site.upload_mode == "direct" and args.allow_partial_reads:
-                info(f"ferry: warning: {cases.direct_mode_warning(site)}")
-            return await cases.send_study(site, sftp, engine, source, study_id=args.study_id,
-                                          allow_partial_reads=args.allow_partial_reads)
 
-    sent = asyncio.run(run())
+def _print_sent(sent: cases.SentStudy) -> None:
     for name in sent.skipped:
         info(f"ferry: warning: not packed (symlink or special file): {display_name(name)}")
     if sent.verified_by in SHA256_OF_SERVER_COPY:
@@ -166,7 +215,40 @@ def cmd_send(args: argparse.Namespace) -> int:
     info(f"{'resumed and sent' if sent.resumed else 'sent'} {count}as "
          f"{display_name(sent.remote_path)} ({sent.size} bytes; {digest}; "
          f"verified: {verified_label(sent.verified_by)})")
-    print(sent.study_id)
+    print(sent.study_id, flush=True)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    source = Path(args.local_path)
+    options = _content_options(args)
+    if args.study_id:
+        check_study_id(args.study_id)
+    planned = dicomsend.plan(source, options, SiteStore().get(args.site))  # before connecting
+    async def run() -> CaseSend:
+        mappings = None
+        if options.deidentify:  # the session's vault: one unlock for the whole command
+            vault = await cli_session().vault(create=True)
+            assert vault is not None
+            mappings = MappingStore(vault)
+        async with transport.engine_for(cli_session()) as engine, sftp_for(args.site) as (
+            site, _conn, sftp,
+        ):
+            if site.upload_mode == "direct" and args.allow_partial_reads:
+                info(f"ferry: warning: {cases.direct_mode_warning(site)}")
+            return await send_case(site, sftp, engine, source, options=options,
+                                   study_id=args.study_id, mappings=mappings,
+                                   allow_partial_reads=args.allow_partial_reads,
+                                   on_sent=_print_sent, planned=planned)
+
+    result = asyncio.run(run())
+    if result.override is not None:
+        info(f"ferry: warning: identifying data sent to {args.site} under an override "
+             f"(reason in the audit log): {len(result.override.findings)} attribute(s)")
+    if result.deidentified:
+        info(f"de-identified (DICOM PS3.15 Annex E Basic Profile); the link to the original "
+             f"patient is in the vault for {len(result.sent)} case(s)")
+    for line in result.left_out:
+        info(f"ferry: warning: {line}")
     return 0
 
 
@@ -188,8 +270,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return 0
 
     async def forever() -> None:
-        from backend.sites.store import SiteStore
-
         site = SiteStore().get(args.site)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -112,6 +112,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         "upload_mode": site.upload_mode,
         "max_parallel": site.max_parallel,
         "encrypt_at_rest": site.encrypt_at_rest,
+        "require_deidentified": site.require_deidentified,
         "pinned_host_keys": [hostkeys.fingerprint_of_line(k) for k in site.host_keys],
         "last_connected": site.last_connected,
     }

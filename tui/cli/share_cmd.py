@@ -77,6 +77,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--message", default="", help="a note shown on the download page")
     p.add_argument("--name", help="file name recipients see (default: the source's name)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--deidentify", action="store_true", help=(
+        "share a de-identified zip of a local study folder or zip (DICOM PS3.15 Annex E "
+        "Basic Profile); the link to the original patient is kept in the vault"))
+    p.add_argument("--allow-burned-in", action="store_true",
+                   help="with --deidentify: share images that declare burned-in text")
+    p.add_argument("--allow-identifiable", action="store_true", help=(
+        "share identifying DICOM although the share policy or the site requires "
+        "de-identified data (needs --reason)"))
+    p.add_argument("--reason", default="", metavar="TEXT",
+                   help="why --allow-identifiable is justified (written to the audit log)")
     p.set_defaults(func=cmd_create)
 
     p = group.add_parser("list", help="all shares with status and downloads")
@@ -211,15 +221,33 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _content_options(args: argparse.Namespace) -> Any:
+    from backend.dicom.policy import ContentOptions
+
+    return ContentOptions(deidentify=args.deidentify, allow_identifiable=args.allow_identifiable,
+                          reason=args.reason, allow_burned_in=args.allow_burned_in).validate()
+
+
+def _check_or_override(headers: Any, options: Any, *, who: str, source: str,
+                       name: str) -> None:
+    """The de-identification rule ``who`` applies to ``headers``: refuse, or audit the
+    override (backend/shares/dicomcheck.py)."""
+    from backend.dicom import policy
+    from backend.shares import dicomcheck
+
+    override = policy.check_identifiable(headers, who=who, options=options, what="shared")
+    if override is not None:
+        dicomcheck.audit_override(override, source=source, name=name, who=who)
+        info(f"warning: identifying DICOM shared under an override (reason in the audit log): "
+             f"{len(override.findings)} attribute(s)")
+
+
 async def _create(args: argparse.Namespace, password: str | None) -> dict[str, Any]:
     from backend import remote
+    from backend.shares.policy import load_policy
 
-    client = _client()
-    options: dict[str, Any] = {
-        "recipients": args.to, "expires": args.expires, "max_downloads": args.max_downloads,
-        "password": password, "generate_password": args.generate_password,
-        "message": args.message, "notify": args.notify, "sender": _user(),
-    }
+    options = _content_options(args)
+    required = load_policy().require_deidentified
     spec = remote.parse_remote_spec(args.source)
     if spec is None:
         path = Path(args.source)
@@ -229,33 +257,99 @@ async def _create(args: argparse.Namespace, password: str | None) -> dict[str, A
             raise RemoteNotFoundError(f"no such file: {args.source}") from None
         except OSError as exc:
             raise UsageError(f"cannot read {args.source}: {exc.strerror}") from None
-        if not path.is_file():
-            raise UsageError(f"{args.source} is not a regular file")
+        if not path.is_file() and not (args.deidentify and path.is_dir()):
+            raise UsageError(f"{args.source} is not a regular file",
+                             hint="--deidentify shares a de-identified zip of a study folder"
+                             if path.is_dir() else None)
         if not os.access(path, os.R_OK):
             raise UsageError(f"cannot read {args.source}: permission denied")
-        from backend.shares.client import local_file_source
+        return await _create_local(args, password, path, st.st_size, options, required)
+    return await _create_from_site(_client(), spec, _options(args, password), args, options,
+                                   required)
 
-        options.update(name=args.name or path.name, size=st.st_size)
-        return await client.create(local_file_source(path), send_links=args.send_links,
-                                   **options)
-    return await _create_from_site(client, spec, options, args)
+
+def _options(args: argparse.Namespace, password: str | None) -> dict[str, Any]:
+    return {
+        "recipients": args.to, "expires": args.expires, "max_downloads": args.max_downloads,
+        "password": password, "generate_password": args.generate_password,
+        "message": args.message, "notify": args.notify, "sender": _user(),
+    }
+
+
+async def _create_local(args: argparse.Namespace, password: str | None, path: Path, size: int,
+                        options: Any, required: bool) -> dict[str, Any]:
+    from backend.shares import dicomcheck
+    from backend.shares.client import local_file_source
+
+    name = args.name or path.name
+    copy = None
+    if options.deidentify or required:
+        headers = await asyncio.to_thread(dicomcheck.local_headers, path)
+        if options.deidentify:
+            if headers is None:
+                raise UsageError(f"{args.source} holds no DICOM to de-identify")
+            from backend.dicom.mapping import MappingStore
+            from tui.cli.vault_cli import unlock_vault
+
+            vault = unlock_vault(create=True)  # before anything is written
+            assert vault is not None
+            copy = await asyncio.to_thread(dicomcheck.deidentified_copy, path, headers,
+                                           options)
+            path, size = copy.path, copy.path.stat().st_size
+            name = args.name or f"{Path(args.source).stem}-deidentified.zip"
+        elif headers is not None:
+            _check_or_override(headers, options, who="the share policy",
+                               source=str(path.resolve()), name=name)
+    client = _client()
+    try:
+        result = await client.create(local_file_source(path), send_links=args.send_links,
+                                     name=name, size=size, **_options(args, password))
+    finally:
+        if copy is not None:
+            with contextlib.suppress(OSError):
+                copy.path.unlink()
+    if copy is not None:
+        share_id = result["share"]["id"]
+        mappings = MappingStore(vault)
+        for m in copy.mappings:
+            mappings.add(m, case_id=share_id, site="share")
+        mappings.save()
+        for line in copy.left_out:
+            info(f"warning: not shared: {line}")
+        info(f"de-identified (DICOM PS3.15 Annex E Basic Profile); the link to the original "
+             f"patient is in the vault under share {share_id}")
+    return result
 
 
 async def _create_from_site(client: Any, spec: tuple[str, str], options: dict[str, Any],
-                            args: argparse.Namespace) -> dict[str, Any]:
+                            args: argparse.Namespace, content: Any,
+                            required: bool) -> dict[str, Any]:
     import posixpath
 
     from backend import remote
+    from backend.shares import dicomcheck
     from backend.shares.client import sftp_source
     from tui.cli.connect import sftp_for
 
     site_name, path = spec
+    if content.deidentify:
+        raise UsageError("--deidentify works on a local copy",
+                         hint=f"download it first (ferry get {site_name}:{path} DIR), then "
+                              "share the local copy with --deidentify")
     async with sftp_for(site_name) as (site, _conn, sftp):
         full = remote.resolve(site.remote_dir, path)
         entry = await remote.stat_path(sftp, full)
         if entry.kind != "file":
             raise UsageError(f"{site_name}:{path} is not a regular file")
-        options.update(name=args.name or posixpath.basename(full), size=entry.size)
+        name = args.name or posixpath.basename(full)
+        options.update(name=name, size=entry.size)
+        if required or site.require_deidentified:
+            label = f"{site.name}:{full}"
+            with remote.sftp_errors(full):
+                headers = await dicomcheck.remote_headers(sftp, full, entry.size or 0, label)
+            if headers is not None:
+                who = f"site {site.name}" if site.require_deidentified else "the share policy"
+                _check_or_override(headers, content, who=who, source=label, name=name)
 
         async def source() -> AsyncIterator[bytes]:
             with remote.sftp_errors(full):

@@ -121,6 +121,9 @@ def _site_options(p: argparse.ArgumentParser, *, editing: bool) -> None:
     p.add_argument("--encryption-key-file", metavar="FILE",
                    help="with --encrypt-at-rest: use the key in FILE (from 'ferry vault "
                    "export-key' or 'ferry keygen --symmetric') instead of a new one")
+    p.add_argument("--require-deidentified", action=argparse.BooleanOptionalAction, default=None,
+                   help="refuse to send or share DICOM that still identifies the patient "
+                   "(DICOM PS3.15 Annex E check) unless de-identified or overridden")
     if not editing:
         return
     p.add_argument("--name", dest="new_name", metavar="NEW", help="rename the site")
@@ -174,6 +177,7 @@ def _common_changes(args: argparse.Namespace) -> dict[str, Any]:
         ("upload_mode", "upload_mode"), ("temp_suffix", "temp_suffix"),
         ("max_parallel", "max_parallel"), ("encrypt_at_rest", "encrypt_at_rest"),
         ("allow_exec", "allow_exec"), ("server_profile", "server_profile"),
+        ("require_deidentified", "require_deidentified"),
         ("new_name", "name"),
     ):
         value = getattr(args, option, None)

@@ -47,6 +47,7 @@ class SiteFormResult:
 
 
 SaveCallback = Callable[[SiteFormResult], Awaitable[None]]
+DEIDENTIFY_CHOICES = ("optional", "required")  # Site.require_deidentified: False, True
 
 # Which input a validation message is about (first match wins).
 _FIELD_WORDS = (
@@ -164,6 +165,8 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
                            classes="switch-note"),
                     classes="row",
                 )
+                yield self._choice("De-identify", "require_deidentified", DEIDENTIFY_CHOICES,
+                                   DEIDENTIFY_CHOICES[int(site.require_deidentified)])
             yield Static("", id="error", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
@@ -203,6 +206,7 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
             jump=self._value("jump") or None,
             server_profile=self._select("server_profile"),
             encrypt_at_rest=self.query_one("#encrypt_at_rest", Switch).value,
+            require_deidentified=self._select("require_deidentified") == DEIDENTIFY_CHOICES[1],
             host_keys=list(base.host_keys),
         )
         site.validate()

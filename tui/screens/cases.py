@@ -2,12 +2,16 @@
 
 One row per case/study with its state and the time it got there; the highlighted case's
 times and paths underneath. Actions are :mod:`backend.cases` calls run in workers: send a study
-(``send_study``; the upload is a transfer-engine job, so it shows in the queue), fetch results
+(``send_case``: the DICOM checks of backend/dicom/policy.py first — a refusal offers its one
+way on, split, send the non-DICOM files too or de-identify, in a confirmation; the upload is a
+transfer-engine job, so it shows in the queue), fetch results
 (``fetch_results``: polls until the results are stable, downloads and verifies them), open the
 downloaded text report in the viewer, and archive (``plan_archive`` shown in a confirmation,
 then ``archive(plan=...)`` moves exactly those cases). While the screen is shown a background
 poll refreshes the states every ``poll_interval`` seconds and notifies when results become
-ready.
+ready. A case sent de-identified shows its original patient (masked) in the detail line when
+the vault is unlocked in this session (backend/dicom/mapping.py); the view never prompts for it
+on its own.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from textual.widgets import DataTable, Footer, Static
 
 from backend.cases import presets
 from backend.cases.archiving import archive, plan_archive
+from backend.cases.dicomsend import send_case
 from backend.cases.fetch import fetch_results
-from backend.cases.send import send_study
 from backend.cases.status import CaseStatus, case_list
-from backend.cases.store import ARCHIVED, DOWNLOADED, PROCESSING, READY, SENT
+from backend.cases.store import ARCHIVED, DOWNLOADED, PROCESSING, READY, SENT, CaseStore
 from backend.cases.watch import CaseEvent
-from backend.errors import FerryError
+from backend.dicom.mapping import MappingStore
+from backend.dicom.policy import ContentOptions
+from backend.errors import FerryError, PolicyError
 from backend.names import display_name
 from backend.sshtuning import start_sftp
 from backend.transfers.model import verified_label
@@ -135,6 +141,7 @@ class CasesScreen(Screen[None]):
         self.loaded = False
         self._states: dict[str, str] | None = None
         self._poll: Timer | None = None
+        self._mappings: MappingStore | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text(display_name(f"Ferry — cases on {self.site_name}")),
@@ -230,7 +237,7 @@ class CasesScreen(Screen[None]):
         if self.sftp is None:
             return
         try:
-            listed = await case_list(self.site, self.sftp)
+            listed = await case_list(self.site, self.sftp, mappings=self._patients())
         except FerryError as exc:
             self.table.loading = False
             self._detail(Text(f"cannot list cases: {exc.message}"))
@@ -247,6 +254,20 @@ class CasesScreen(Screen[None]):
         self.marked &= {c.case_id for c in self.cases}
         self._fill()
         self.loaded = True
+
+    def _patients(self) -> MappingStore | None:
+        """The vault's mappings if this site has de-identified cases and the vault is open."""
+        if self._mappings is None and any(r.deidentified
+                                          for r in CaseStore().list(self.site_name)):
+            vault = getattr(self.app, "_vault", None)
+            if vault is None:
+                from tui.cli.vault_cli import open_vault_unattended
+
+                with contextlib.suppress(FerryError):
+                    vault = open_vault_unattended()
+            if vault is not None:
+                self._mappings = MappingStore(vault)
+        return self._mappings
 
     def _fill(self) -> None:
         table = self.table
@@ -304,6 +325,10 @@ class CasesScreen(Screen[None]):
                  f"downloaded {local_time(case.downloaded_at)}"]
         if case.archived_at:
             parts.append(f"archived {local_time(case.archived_at)}")
+        if case.patient:
+            parts.append(f"patient {case.patient['name']} ({case.patient['id']})")
+        elif case.deidentified:
+            parts.append("de-identified")
         where = case.report_path or case.local_path or case.result_path or case.remote_path or ""
         self._detail(
             Text.assemble(
@@ -362,16 +387,46 @@ class CasesScreen(Screen[None]):
         if engine is None:
             return
         source = Path(os.path.expanduser(path.strip()))
-        self.notify(f"sending {source.name} to {self.site_name}…", timeout=3)
-        try:
-            sent = await send_study(self.site, self.sftp, engine, source)
-        except FerryError as exc:
-            self.notify(exc.message, title="Send study", severity="error", timeout=12)
+        options = ContentOptions()
+        mappings = None
+        for _attempt in range(3):  # each refusal may offer one way on (split, de-identify...)
+            self.notify(f"checking and sending {source.name} to {self.site_name}…", timeout=3)
+            try:
+                if options.deidentify and mappings is None:
+                    vault = await self.app.unlock_vault(create=True)  # type: ignore[attr-defined]
+                    mappings = MappingStore(vault)
+                result = await send_case(self.site, self.sftp, engine, source, options=options,
+                                         mappings=mappings)
+                break
+            except PolicyError as exc:
+                remedy = _remedy(exc, options)
+                lines = [*exc.lines[:MAX_PLAN_LINES]]
+                if len(exc.lines) > MAX_PLAN_LINES:
+                    lines.append(f"… and {len(exc.lines) - MAX_PLAN_LINES} more")
+                if remedy is None:
+                    self.notify(exc.message, title="Send study", severity="error", timeout=12)
+                    return
+                label, why = remedy
+                ok = await ask(self.app, ConfirmDialog(exc.message, [*lines, "", why],
+                                                       confirm_label=label))
+                if not ok:
+                    return
+            except FerryError as exc:
+                self.notify(exc.message, title="Send study", severity="error", timeout=12)
+                return
+        else:
             return
-        note = f" ({len(sent.skipped)} link(s)/special file(s) left out)" if sent.skipped else ""
-        self.notify(f"study {sent.study_id} sent: {sent.remote_path} "
-                    f"(verified: {verified_label(sent.verified_by)}){note}", title="Cases",
-                    timeout=8)
+        if mappings is not None:
+            self._mappings = mappings
+        for sent in result.sent:
+            note = (f" ({len(sent.skipped)} link(s)/special file(s) left out)"
+                    if sent.skipped else "")
+            self.notify(f"study {sent.study_id} sent: {sent.remote_path} "
+                        f"(verified: {verified_label(sent.verified_by)}){note}", title="Cases",
+                        timeout=8)
+        if result.left_out:
+            self.notify("; ".join(result.left_out[:3]), title="Not sent", severity="warning",
+                        timeout=10)
         await self._load()
 
     def action_fetch(self) -> None:
@@ -464,6 +519,25 @@ class CasesScreen(Screen[None]):
             self.notify("; ".join(result.failed), title="Archive", severity="error", timeout=12)
         self.notify(f"archived {len(result.moved)} case(s)", title="Cases", timeout=5)
         await self._load()
+
+
+def _remedy(exc: PolicyError, options: ContentOptions) -> tuple[str, str] | None:
+    """The one option a refusal can be answered with here, as (button, what it does), and set
+    it on ``options``; overriding identifiable data needs a reason: the CLI's
+    ``--allow-identifiable --reason`` (docs/cli.md)."""
+    if exc.kind == "isolation":
+        if "--split" in (exc.hint or "") and not options.split:
+            options.split = True
+            return "Split", ("Split: one zip per study, each with its own id; files that are "
+                             "not DICOM stay behind.")
+        if "--allow-non-dicom" in (exc.hint or "") and not options.allow_non_dicom:
+            options.allow_non_dicom = True
+            return "Send them too", "Send: the files that are not DICOM travel with the images."
+    if exc.kind == "identifiable" and not options.deidentify:
+        options.deidentify = True
+        return "De-identify", ("De-identify: send a copy with the Basic Profile applied; the "
+                               "link to the original patient is kept in the vault.")
+    return None
 
 
 def open_cases(screen: Any) -> None:
