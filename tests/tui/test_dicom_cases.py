@@ -70,14 +70,14 @@ async def test_split_and_deidentify_from_the_case_view(
         assert any(f"study {first.study_uid}" in line for line in confirm.lines)
         assert any("not DICOM: report.pdf" in line for line in confirm.lines)
         assert confirm.query_one("#confirm").label.plain == "Split"
-        await pilot.press("enter")
+        await pilot.press("tab", "enter")  # Cancel has the focus: Tab to the action
         # both studies are identifiable and the site requires de-identified data
         confirm = await wait_for_screen(pilot, ConfirmDialog)
         assert "site ai requires de-identified studies" in confirm.title_text
         assert any(line.startswith("PatientName (0010,0010): 11 files")
                    for line in confirm.lines), confirm.lines
         assert confirm.query_one("#confirm").label.plain == "De-identify"
-        await pilot.press("enter")
+        await pilot.press("tab", "enter")
         await wait_for(pilot, lambda: len(screen.cases) == 2, seconds=30)
         sent = zips(sftp_server.root)
         assert sorted(len(m) for m in sent.values()) == [2, 9]

@@ -289,9 +289,9 @@ async def _create_local(args: argparse.Namespace, password: str | None, path: Pa
             if headers is None:
                 raise UsageError(f"{args.source} holds no DICOM to de-identify")
             from backend.dicom.mapping import MappingStore
-            from tui.cli.vault_cli import unlock_vault
+            from tui.cli.connect import cli_session
 
-            vault = unlock_vault(create=True)  # before anything is written
+            vault = await cli_session().vault(create=True)  # before anything is written
             assert vault is not None
             copy = await asyncio.to_thread(dicomcheck.deidentified_copy, path, headers,
                                            options)

@@ -259,12 +259,9 @@ class CasesScreen(Screen[None]):
         """The vault's mappings if this site has de-identified cases and the vault is open."""
         if self._mappings is None and any(r.deidentified
                                           for r in CaseStore().list(self.site_name)):
-            vault = getattr(self.app, "_vault", None)
-            if vault is None:
-                from tui.cli.vault_cli import open_vault_unattended
-
-                with contextlib.suppress(FerryError):
-                    vault = open_vault_unattended()
+            vault = None
+            with contextlib.suppress(FerryError):  # never prompts: unlocked, or unattended
+                vault = self.app.session.unlock_unattended()  # type: ignore[attr-defined]
             if vault is not None:
                 self._mappings = MappingStore(vault)
         return self._mappings
