@@ -129,4 +129,11 @@ class LimitExceededError(FerryError):
     exit_code = 16
 
 
+class AgentError(FerryError):
+    """The Ferry agent could not be reached or started, refused this client, or speaks another
+    protocol version (docs/agent.md)."""
+
+    exit_code = 17
+
+
 EXIT_INTERRUPTED = 130

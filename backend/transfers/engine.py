@@ -288,7 +288,9 @@ class TransferEngine:
     async def submit(self, spec: JobSpec) -> int:
         """Queue a job; returns its id. It starts as soon as its site has a free slot."""
         spec.validate()
-        job_id = self.journal.add_job(spec)
+        # owned from the start: another engine (the agent) polling the journal cannot take
+        # it before this one's next schedule
+        job_id = self.journal.add_job(spec, owner=self.me)
         self._mine.add(job_id)
         self._emit(TransferEvent("job", job_id, "queued"))
         self._poke()

@@ -32,6 +32,7 @@ COMMAND_MODULES: list[str] = [
     "tui.cli.transfer_cmd",
     "tui.cli.case_cmd",
     "tui.cli.fileops_cmd",
+    "tui.cli.agent_cmd",
 ]
 
 
