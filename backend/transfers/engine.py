@@ -334,7 +334,9 @@ class TransferEngine:
             if live.task is not None:
                 with contextlib.suppress(BaseException):
                     await live.task
-        else:
+        if live is None or live.stop_reason != "cancelled":
+            # not running, or it was already stopping for a pause (two clients of the agent:
+            # docs/agent.md) and settled as paused: its temps are still there
             await self._cleanup_temps(job_id)
             await self._run_finisher(job_id, self.journal.job(job_id).spec, "cancelled", None)
         self._finish_event(job_id)
