@@ -142,5 +142,11 @@ class PolicyError(FerryError):
         self.kind = kind  # "isolation", "identifiable" or "burned-in"
         super().__init__(message, hint=hint)
 
+class AgentError(FerryError):
+    """The Ferry agent could not be reached or started, refused this client, or speaks another
+    protocol version (docs/agent.md)."""
+
+    exit_code = 18
+
 
 EXIT_INTERRUPTED = 130

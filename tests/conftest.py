@@ -32,12 +32,20 @@ def _fresh_logging() -> Iterator[None]:
     reset_logging()
 
 
+@pytest.fixture(autouse=True)
+def _no_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs transfers in-process (FERRY_NO_AGENT=1), also in the ``ferry``
+    subprocesses it starts; the agent tests (tests/test_agent_*.py) unset it."""
+    monkeypatch.setenv("FERRY_NO_AGENT", "1")
+
+
 @pytest.fixture
 def ferry_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private FERRY_HOME for one test; prompts are disabled as in CI."""
     home = tmp_path / "ferry-home"
     monkeypatch.setenv("FERRY_HOME", str(home))
     monkeypatch.setenv("FERRY_NONINTERACTIVE", "1")
+    monkeypatch.setenv("FERRY_NO_AGENT", "1")  # in-process transfers (tests/test_agent_*.py)
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     return home
 

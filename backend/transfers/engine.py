@@ -288,7 +288,9 @@ class TransferEngine:
     async def submit(self, spec: JobSpec) -> int:
         """Queue a job; returns its id. It starts as soon as its site has a free slot."""
         spec.validate()
-        job_id = self.journal.add_job(spec)
+        # owned from the start: another engine (the agent) polling the journal cannot take
+        # it before this one's next schedule
+        job_id = self.journal.add_job(spec, owner=self.me)
         self._mine.add(job_id)
         self._emit(TransferEvent("job", job_id, "queued"))
         self._poke()
@@ -332,7 +334,9 @@ class TransferEngine:
             if live.task is not None:
                 with contextlib.suppress(BaseException):
                     await live.task
-        else:
+        if live is None or live.stop_reason != "cancelled":
+            # not running, or it was already stopping for a pause (two clients of the agent:
+            # docs/agent.md) and settled as paused: its temps are still there
             await self._cleanup_temps(job_id)
             await self._run_finisher(job_id, self.journal.job(job_id).spec, "cancelled", None)
         self._finish_event(job_id)

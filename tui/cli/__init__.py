@@ -34,6 +34,7 @@ COMMAND_MODULES: list[str] = [
     "tui.cli.case_cmd",
     "tui.cli.fileops_cmd",
     "tui.cli.completion_cmd",
+    "tui.cli.agent_cmd",
 ]
 
 

@@ -61,20 +61,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     qsub = queue.add_subparsers(dest="queue_command", metavar="ACTION")
     ls = qsub.add_parser("list", help="jobs in the queue")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
+    _no_agent(ls)
     ls.set_defaults(func=cmd_queue_list)
     for name, helptext in (("pause", "pause a job (even one another process runs)"),
                            ("cancel", "cancel a job and remove its partial files")):
         p = qsub.add_parser(name, help=helptext)
         p.add_argument("job", type=int, metavar="JOB")
+        _no_agent(p)
         p.set_defaults(func=cmd_queue_control, action=name)
-    resume = qsub.add_parser("resume", help="run unfinished jobs (or JOB) here until done")
+    resume = qsub.add_parser("resume", help="run unfinished jobs (or JOB) until done")
     resume.add_argument("job", type=int, nargs="?", metavar="JOB")
     resume.add_argument("--json", action="store_true", help="one JSON event per line")
+    _no_agent(resume)
     resume.set_defaults(func=cmd_queue_resume)
-    retry = qsub.add_parser("retry", help="queue a failed job again and run it here")
+    retry = qsub.add_parser("retry", help="queue a failed job again and follow it")
     retry.add_argument("job", type=int, metavar="JOB")
     retry.add_argument("--json", action="store_true", help="one JSON event per line")
+    _no_agent(retry)
     retry.set_defaults(func=cmd_queue_retry)
+    watch = qsub.add_parser("watch", help="follow the agent's jobs live (or JOB to its end)")
+    watch.add_argument("job", type=int, nargs="?", metavar="JOB")
+    watch.add_argument("--json", action="store_true", help="one JSON event per line")
+    watch.set_defaults(func=cmd_queue_watch)
+
+
+def _no_agent(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-agent", action="store_true",
+                   help="run here, not in the Ferry agent (also: FERRY_NO_AGENT=1)")
 
 
 def _options(p: argparse.ArgumentParser) -> None:
@@ -99,6 +112,9 @@ def _options(p: argparse.ArgumentParser) -> None:
                    help="delete each original once its copy is verified (kept when its copy "
                         "failed, was skipped or could not be checked; resumable)")
     p.add_argument("--json", action="store_true", help="one JSON event per line")
+    p.add_argument("--detach", action="store_true",
+                   help="queue the job in the Ferry agent and return at once with its number")
+    _no_agent(p)
 
 
 def _size(text: str) -> int:
@@ -157,20 +173,29 @@ def cmd_get(args: argparse.Namespace) -> int:
     site, sources, local = _parse_get(args.paths)
     return _run_spec(JobSpec("get", site, sources, local, args.recursive, args.on_conflict,
                              args.verify, args.parallel, **_caps(args),
-                             tag=moves.TAG if args.move else None), args.json)
+                             tag=moves.TAG if args.move else None), args.json, args)
 
 
 def cmd_put(args: argparse.Namespace) -> int:
     site, sources, remote = _parse_put(args.paths)
     return _run_spec(JobSpec("put", site, sources, remote, args.recursive, args.on_conflict,
                              args.verify, args.parallel, **_caps(args),
-                             tag=moves.TAG if args.move else None), args.json)
+                             tag=moves.TAG if args.move else None), args.json, args)
 
 
-def _run_spec(spec: JobSpec, as_json: bool) -> int:
-    """Queue ``spec`` (or adopt the unfinished identical job) and run it here."""
+def _run_spec(spec: JobSpec, as_json: bool, args: argparse.Namespace | None = None) -> int:
+    """Queue ``spec`` (or adopt the unfinished identical job) in the agent and follow it
+    (tui/cli/agent_client.py), or without one run it here."""
     spec.validate()
     SiteStore().get(spec.site)  # an unknown site: exit 3 before a job is queued for it
+    from tui.cli import agent_client
+
+    if args is not None and agent_client.wanted(args):
+        code = agent_client.run_spec(spec, as_json, bool(getattr(args, "detach", False)))
+        if code is not None:
+            return code
+    elif getattr(args, "detach", False):
+        raise UsageError("--detach needs the Ferry agent", hint="drop --no-agent")
 
     async def run(engine: TransferEngine) -> list[int]:
         return [await engine.adopt(spec)]
@@ -228,7 +253,8 @@ def _summarise(engine: TransferEngine, statuses: list[JobStatus], as_json: bool 
             if done:
                 print(f"job {status.id}: {len(done)} of {status.files_total} files done, "
                       f"verified: {verified_summary([f.verify for f in done])}", flush=True)
-        moved = moves.outcome_of(engine, status.id)
+        moved = (engine.move_outcome(status.id) if hasattr(engine, "move_outcome")
+                 else moves.outcome_of(engine, status.id))  # the agent's (agent_client.py)
         if moved is not None and as_json:
             print(json.dumps({"kind": "move", "job_id": status.id, **moved.to_json()}),
                   flush=True)
@@ -351,6 +377,10 @@ def event_json(event: TransferEvent) -> dict[str, object]:
 
 
 def cmd_queue_list(args: argparse.Namespace) -> int:
+    from tui.cli import agent_client
+
+    if agent_client.wanted(args) and (code := agent_client.queue_list(args.json)) is not None:
+        return code
     statuses = Journal().statuses()
     if args.json:
         print_json([s.to_json() for s in statuses])
@@ -359,16 +389,26 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
         print("the queue is empty")
         return 0
     for s in statuses:
-        size = human_size(s.bytes_total)
-        done = human_size(s.bytes_done)
-        failed = f", {s.files_failed} failed" if s.files_failed else ""
-        error = f"  ({display_name(s.error)})" if s.error else ""
-        print(f"{s.id:>4}  {s.state:<9} {s.direction:<3}  {display_name(s.label)}  "
-              f"{done}/{size}  {s.files_done}/{s.files_total} files{failed}{error}")
+        print_status_line(s)
     return 0
 
 
+def print_status_line(s: JobStatus, attention: str | None = None) -> None:
+    size = human_size(s.bytes_total)
+    done = human_size(s.bytes_done)
+    failed = f", {s.files_failed} failed" if s.files_failed else ""
+    error = f"  ({display_name(s.error)})" if s.error else ""
+    waits = f"  (needs attention: {display_name(attention)})" if attention else ""
+    print(f"{s.id:>4}  {s.state:<9} {s.direction:<3}  {display_name(s.label)}  "
+          f"{done}/{size}  {s.files_done}/{s.files_total} files{failed}{error}{waits}")
+
+
 def cmd_queue_control(args: argparse.Namespace) -> int:
+    from tui.cli import agent_client
+
+    if agent_client.wanted(args) and (
+            code := agent_client.queue_control(args.action, args.job)) is not None:
+        return code
     journal = Journal()
     if args.action == "pause":
         journal.request_state(args.job, "paused", ["queued", "running"])
@@ -387,6 +427,12 @@ def cmd_queue_control(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_resume(args: argparse.Namespace) -> int:
+    from tui.cli import agent_client
+
+    if agent_client.wanted(args) and (
+            code := agent_client.resume(args.job, args.json, "resume")) is not None:
+        return code
+
     async def submit(engine: TransferEngine) -> list[int]:
         if args.job is not None:
             await engine.resume(args.job)
@@ -401,11 +447,23 @@ def cmd_queue_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_retry(args: argparse.Namespace) -> int:
+    from tui.cli import agent_client
+
+    if agent_client.wanted(args) and (
+            code := agent_client.resume(args.job, args.json, "retry")) is not None:
+        return code
+
     async def submit(engine: TransferEngine) -> list[int]:
         await engine.retry(args.job)
         return [args.job]
 
     return _drive(submit, args.json, run_all_jobs=False)
+
+
+def cmd_queue_watch(args: argparse.Namespace) -> int:
+    from tui.cli import agent_client
+
+    return agent_client.queue_watch(args.job, args.json)
 
 
 __all__ = ["FINISHED_STATES", "register"]

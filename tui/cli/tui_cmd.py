@@ -15,7 +15,14 @@ def run_tui(site: str | None = None, demo: Any = None) -> bool:
         if exc.name not in ("textual", "rich"):
             raise
         return False
-    FerryApp(start_site=site, demo=demo).run()
+    from tui.terminal_guard import TerminalGuard
+
+    app = FerryApp(start_site=site, demo=demo)
+    guard = TerminalGuard(app).start()  # a dropped terminal: quit within a second
+    try:
+        app.run()
+    finally:
+        guard.stop()
     return True
 
 
