@@ -49,7 +49,7 @@ def _imported_top_level_modules() -> set[str]:
 
 # import name -> distribution name, where they differ
 _DISTRIBUTION = {"argon2": "argon2-cffi", "email_validator": "email-validator",
-                 "argparse_manpage": "argparse-manpage"}
+                 "argparse_manpage": "argparse-manpage", "psycopg_pool": "psycopg-pool"}
 
 
 def test_every_imported_third_party_package_is_declared() -> None:
