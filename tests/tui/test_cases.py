@@ -70,7 +70,7 @@ async def test_send_a_study_then_fetch_results_and_read_the_report(
         confirm = await wait_for_screen(pilot, ConfirmDialog)
         assert any("not DICOM: notes.txt" in line for line in confirm.lines)
         assert confirm.query_one("#confirm").label.plain == "Send them too"
-        await pilot.press("enter")
+        await pilot.press("tab", "enter")  # Cancel has the focus: Tab to the action
         await wait_for(pilot, lambda: len(screen.cases) == 4, seconds=30)
         study = next(c.case_id for c in screen.cases if c.case_id not in created["studies"])
         assert states(screen)[study] == "processing"
