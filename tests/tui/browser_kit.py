@@ -63,7 +63,9 @@ async def loaded(pilot: Pilot[Any], pane: FilePane, path: str) -> None:
 
 
 async def goto(pilot: Pilot[Any], pane: FilePane, name: str) -> None:
-    """Put the cursor on ``name`` (fails if it is not shown)."""
+    """Put the cursor on ``name`` once it is shown (fails if it never is): right after a
+    ``reload()`` the pane may still be the old listing, or cleared for the new one."""
+    await wait_for(pilot, lambda: name in [e.name for e in pane.rows])
     index = [e.name for e in pane.rows].index(name)
     pane.table.move_cursor(row=index)
     await pilot.pause()
