@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from backend import db
-from backend.audit import AuditLog
 from backend.audit import SCHEMA as AUDIT
+from backend.audit import AuditLog
 from backend.cases.store import SCHEMA as CASES
 from backend.cases.store import CaseStore
 from backend.errors import ConfigError
@@ -47,7 +47,7 @@ def version(path: Path) -> int:
 def rows(path: Path, table: str) -> list[tuple[object, ...]]:
     con = sqlite3.connect(path)
     try:
-        return con.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()  # noqa: S608
+        return con.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
     finally:
         con.close()
 

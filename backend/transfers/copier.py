@@ -188,7 +188,7 @@ def _hash_prefix_local(path: str, length: int) -> Any:
 
 
 async def download(plan: Plan, row: FileRow, progress: Progress,
-                   save: Callable[[FileRow], None]) -> Outcome:
+                   save: Callable[[FileRow], Awaitable[None]]) -> Outcome:
     """Fetch ``row.src`` into ``row.dst`` (a safe, already-joined local path)."""
     pool, site = plan.pool, plan.site
     lane = await pool.lane()
@@ -239,7 +239,7 @@ async def download(plan: Plan, row: FileRow, progress: Progress,
         # (a decrypting download holds plaintext: _download_into checks what it can keep)
         fd, start = _open_local_temp(temp, row, need=0 if decrypting else row.offset)
         row.temp = temp
-        save(row)
+        await save(row)
         try:
             outcome = await _download_into(plan, lane, open_task, row, fd, start, size, final,
                                            progress, decrypting)
@@ -542,7 +542,7 @@ async def _remote_lstat(sftp: asyncssh.SFTPClient, path: str) -> asyncssh.SFTPAt
 
 
 async def upload(plan: Plan, row: FileRow, progress: Progress,
-                 save: Callable[[FileRow], None]) -> Outcome:
+                 save: Callable[[FileRow], Awaitable[None]]) -> Outcome:
     """Send local ``row.src`` to remote ``row.dst`` through a temp name (unless direct)."""
     pool, site = plan.pool, plan.site
     try:
@@ -659,7 +659,7 @@ async def _abandon(lane: Lane, early: asyncio.Future[asyncssh.SFTPClientFile] | 
 
 
 async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, direct: bool,
-                      progress: Progress, save: Callable[[FileRow], None], lane: Lane,
+                      progress: Progress, save: Callable[[FileRow], Awaitable[None]], lane: Lane,
                       early: asyncio.Future[asyncssh.SFTPClientFile] | None) -> Outcome:
     """Move the bytes on ``lane`` (released here), more lanes joining for a big file;
     ``early``: the temp file's handle, already being opened by :func:`upload`.
@@ -684,7 +684,7 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
                 start = 0
         source, start, total, digest = await _begin_at(plan, fd, row, start, lane, temp)
         row.temp, row.offset = temp, start
-        save(row)
+        await save(row)
         progress.restart(start)
         flags = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | (0 if start else asyncssh.FXF_TRUNC)
         handles: list[asyncssh.SFTPClientFile] = []
@@ -720,7 +720,7 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
                         source, start, total, digest = await _begin_at(plan, fd, row, 0, lane,
                                                                        temp)
                         row.offset = 0
-                        save(row)
+                        await save(row)
                         progress.restart(0)
                         flags |= asyncssh.FXF_TRUNC
                 if first is None:
