@@ -42,6 +42,7 @@ from backend.remote import sftp_errors, translate_sftp_error
 from backend.sites.model import Site
 from backend.sites.profile import upload_lanes
 from backend.sshtuning import round_trip
+from backend.tasks import cancel_and_wait
 from backend.transfers.crypt import Cipher
 from backend.transfers.journal import FileRow
 from backend.transfers.pool import Lane, SitePool
@@ -126,23 +127,21 @@ class _Window:
 
 
 async def run_all(coros: list[Coroutine[Any, Any, None]]) -> None:
-    """Run workers together; the first failure cancels the rest and is raised."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    if not tasks:
-        return
+    """Run workers together (an :class:`asyncio.TaskGroup`): the first failure cancels the
+    rest and is raised as itself, not as the group's ExceptionGroup, so callers catch and
+    report the error they always did. A cancelled caller cancels every worker."""
     try:
-        _done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    for t in pending:
-        t.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
-    if errors:
-        raise errors[0]  # type: ignore[misc]
+        async with asyncio.TaskGroup() as group:
+            for coro in coros:
+                group.create_task(coro)
+    except BaseExceptionGroup as errors:
+        raise _first_error(errors) from None
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception a group collected (the one that cancelled the others)."""
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def block_for(lanes: list[Lane], writing: bool) -> int:
@@ -437,7 +436,7 @@ async def _download_into(plan: Plan, lane: Lane,
         method = await _verify_download(plan, lane, row, fd, size, sha, remote_digest,
                                         decrypting)
         remote_digest = None
-        os.fchmod(fd, safe_local_mode(row.mode, 0o644) & ~_umask())
+        os.fchmod(fd, safe_local_mode(row.mode, 0o644) & ~UMASK)
         if FSYNC:
             await asyncio.to_thread(sink.sync)
         if row.mtime is not None:
@@ -514,10 +513,22 @@ def _discard_local_temp(row: FileRow) -> None:
     row.temp, row.offset = None, 0
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    """The process umask without changing it (Linux: ``Umask:`` in /proc/self/status);
+    elsewhere set and put back once, here at import, before any helper thread exists."""
+    with contextlib.suppress(OSError, ValueError, IndexError), \
+            open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o077)
     os.umask(mask)
     return mask
+
+
+UMASK = _read_umask()
+"""Read once at start-up: setting the umask to read it would, for that instant, give every
+file a helper thread creates meanwhile mode 0666 (downloaded files get ``mode & ~UMASK``)."""
 
 
 def _publish_local(temp: str, final: Path, *, replace: bool) -> None:
@@ -873,9 +884,7 @@ async def _push(first: asyncssh.SFTPClientFile, lane: Lane, fd: int, source: Any
         finally:
             done.cancel()
             if not joining.done():  # every block is out: the other lanes are not needed
-                joining.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await joining
+                await cancel_and_wait(joining)
         if joining.cancelled():
             return
         joined = joining.result()

@@ -55,6 +55,7 @@ from backend.errors import (
 from backend.names import display_name
 from backend.remote import translate_sftp_error
 from backend.sites.model import Site
+from backend.tasks import cancel_and_wait, ended
 from backend.transfers import finishers
 from backend.transfers.copier import (
     DOWNLOAD_LANES,
@@ -283,9 +284,9 @@ class TransferEngine:
         self._started = False
         self._poke()
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            crashed = await cancel_and_wait(self._loop_task)
+            if crashed is not None:
+                log.error("the transfer queue loop had crashed: %r", crashed)
         lives = list(self._live.values())
         for live in lives:
             self._stop_job(live, "queued")
@@ -338,8 +339,7 @@ class TransferEngine:
         if live is not None:
             self._stop_job(live, "paused")
             if live.task is not None:
-                with contextlib.suppress(BaseException):
-                    await live.task
+                await ended(live.task)
         self._emit(TransferEvent("job", job_id, "paused"))
 
     async def resume(self, job_id: int) -> None:
@@ -357,8 +357,7 @@ class TransferEngine:
         if live is not None:
             self._stop_job(live, "cancelled")
             if live.task is not None:
-                with contextlib.suppress(BaseException):
-                    await live.task
+                await ended(live.task)
         if live is None or live.stop_reason != "cancelled":
             # not running, or it was already stopping for a pause (two clients of the agent:
             # docs/agent.md) and settled as paused: its temps are still there
@@ -722,9 +721,7 @@ class TransferEngine:
                 await run_all([worker() for _ in range(width)])
             finally:
                 if warming is not None and not warming.done():
-                    warming.cancel()
-                    with contextlib.suppress(BaseException):
-                        await warming
+                    await cancel_and_wait(warming)
             failed = [r for r in await self._j(self.journal.files, job.id) if r.state == "failed"]
             if failed:
                 live.error = f"{len(failed)} of {len(rows)} files failed"
