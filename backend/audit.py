@@ -34,12 +34,12 @@ import getpass
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from backend import db
 from backend.audit_head import (
     ChainState,
     HeadInvalid,
@@ -49,11 +49,10 @@ from backend.audit_head import (
     key_id,
     parse_anchors,
 )
-from backend.errors import ConfigError, UsageError
+from backend.errors import UsageError
 from backend.fsutil import ensure_private_dir
 
 GENESIS = "0" * 64
-_BUSY_TIMEOUT_MS = 15000
 TAMPER_EVENT = "audit.tamper_detected"
 """Written by an append that finds the table and the keyed head disagree; verify then fails
 for good (the row is chained and covered by the head, so removing it is caught as well)."""
@@ -73,6 +72,17 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_event ON audit(event);
 CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
 """
+
+
+def _v1_tables(con: sqlite3.Connection) -> None:
+    """Version 1: the table as it was when schema versions began (a version-0 log already
+    has it). A migration never adds, edits or removes rows: the chain and its keyed head
+    (backend/audit_head.py) cover rows only, so they stay valid across upgrades."""
+    db.run_script(con, _SCHEMA)
+
+
+SCHEMA = db.Schema("audit log", (_v1_tables,))
+"""The audit log's migrations, oldest first (backend/db.py)."""
 
 
 def default_path() -> Path:
@@ -216,27 +226,15 @@ class AuditLog:
         self._init_db()
 
     # -- connection -----------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            con = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"cannot open the audit log {self.path}: {exc}") from None
-        try:
-            con.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            yield con
-        finally:
-            con.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return db.connection(self.path, SCHEMA.what)
 
     def _init_db(self) -> None:
         new = not self.path.exists()
         with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA)
+            db.open_schema(con, self.path, SCHEMA)
         if new:
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(OSError):
-                    self.path.with_name(self.path.name + suffix).chmod(0o600)
+            db.private_files(self.path)
 
     @staticmethod
     def _table_end(con: sqlite3.Connection) -> tuple[ChainState, int]:
@@ -305,10 +303,7 @@ class AuditLog:
         begun = created = False
         saved: bytes | None = None
         with self._connect() as con:
-            try:
-                con.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise ConfigError(f"cannot write the audit log {self.path}: {exc}") from None
+            db.begin(con, SCHEMA.what, self.path)
             try:
                 end, seq = self._table_end(con)
                 key, first, created = self._prepare(con, end, seq)

@@ -15,7 +15,7 @@ import os
 import re
 import sys
 
-from backend.paths import logs_dir
+from backend.paths import log_moves, logs_dir
 
 _PATTERNS = [
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
@@ -95,6 +95,7 @@ def setup_logging(verbose: bool = False) -> logging.Logger:
     _installed.append((logger, handler))
     if path.exists():
         os.chmod(path, 0o600)
+    log_moves()  # an installation from before state and logs left the config folder
     if verbose:
         err = logging.StreamHandler(sys.stderr)
         err.setLevel(logging.DEBUG)

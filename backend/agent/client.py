@@ -29,6 +29,7 @@ import backend
 from backend.agent import location, protocol
 from backend.errors import AgentError
 from backend.session import PASSPHRASE_ENV
+from backend.tasks import cancel_and_wait
 
 NO_AGENT_ENV = "FERRY_NO_AGENT"
 START_TIMEOUT = 15.0
@@ -121,9 +122,7 @@ class AgentClient:
         self.writer.close()
         with contextlib.suppress(Exception):
             await self.writer.wait_closed()
-        self._reading.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._reading
+        await cancel_and_wait(self._reading)
 
 
 async def _open(path: Path, client: str, version: int) -> AgentClient:

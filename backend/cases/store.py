@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backend.errors import ConfigError
+from backend import db
 from backend.fsutil import ensure_private_dir
 
 SENDING, SEND_FAILED, SENT, PROCESSING, READY, DOWNLOADED, ARCHIVED = (
@@ -61,11 +61,6 @@ CREATE TABLE IF NOT EXISTS cases (
     report_path   TEXT,
     result_files  TEXT,
     updated_at    TEXT NOT NULL,
-    verified_by   TEXT,
-    job_id        INTEGER,
-    created_dirs  TEXT,
-    note          TEXT,
-    deidentified  TEXT,
     PRIMARY KEY (site, case_id)
 );
 CREATE TABLE IF NOT EXISTS observations (
@@ -76,6 +71,27 @@ CREATE TABLE IF NOT EXISTS observations (
     PRIMARY KEY (site, case_id)
 );
 """
+
+
+def _v1_tables(con: sqlite3.Connection) -> None:
+    """Version 1: the tables of the first case store."""
+    db.run_script(con, _SCHEMA)
+
+
+def _v2_journaled_sends(con: sqlite3.Connection) -> None:
+    """Version 2: journaled sends (backend/cases/sendjob.py) and de-identified copies. Stores
+    from before schema versions have any subset of these columns (each release added some)."""
+    db.add_missing_columns(con, "cases", (
+        ("verified_by", "TEXT"),
+        ("job_id", "INTEGER"),
+        ("created_dirs", "TEXT"),
+        ("note", "TEXT"),
+        ("deidentified", "TEXT"),
+    ))
+
+
+SCHEMA = db.Schema("case store", (_v1_tables, _v2_journaled_sends))
+"""The case store's migrations, oldest first (backend/db.py): append one per change."""
 
 
 def now() -> str:
@@ -130,43 +146,34 @@ class CaseStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_path()
         ensure_private_dir(self.path.parent)
-        try:
-            with self._db() as db:
-                db.executescript(_SCHEMA)
-                have = {row[1] for row in db.execute("PRAGMA table_info(cases)")}
-                for name in ("verified_by", "job_id", "created_dirs", "note", "deidentified"):
-                    if name not in have:  # a store written before journaled sends
-                        kind = "INTEGER" if name == "job_id" else "TEXT"
-                        db.execute(f"ALTER TABLE cases ADD COLUMN {name} {kind}")
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(
-                f"the case store {self.path} is unreadable ({exc}); move it aside to start afresh"
-            ) from None
+        new = not self.path.exists()
+        with db.connection(self.path, SCHEMA.what) as con:
+            db.open_schema(con, self.path, SCHEMA)
+        if new:
+            db.private_files(self.path)
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        new = not self.path.exists()
-        db = sqlite3.connect(self.path, timeout=15)
-        try:
-            if new:
-                self.path.chmod(0o600)
-            db.execute("PRAGMA journal_mode=WAL")
-            with db:
-                yield db
-        finally:
-            db.close()
+        """One write transaction (BEGIN IMMEDIATE) on its own connection."""
+        with db.connection(self.path, SCHEMA.what) as con, \
+                db.transaction(con, SCHEMA.what, self.path):
+            yield con
+
+    def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A connection for reads (WAL: never waits for a writer)."""
+        return db.connection(self.path, SCHEMA.what)
 
     def get(self, site: str, case_id: str) -> CaseRecord | None:
-        with self._db() as db:
-            row = db.execute(
+        with self._read() as con:
+            row = con.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM cases WHERE site=? AND case_id=?",  # noqa: S608
                 (site, case_id),
             ).fetchone()
         return CaseRecord(*row) if row else None
 
     def list(self, site: str) -> list[CaseRecord]:
-        with self._db() as db:
-            rows = db.execute(
+        with self._read() as con:
+            rows = con.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM cases WHERE site=? ORDER BY case_id",  # noqa: S608
                 (site,),
             ).fetchall()
@@ -178,20 +185,20 @@ class CaseStore:
         if bad:
             raise ValueError(f"unknown case fields: {sorted(bad)}")
         changes["updated_at"] = now()
-        with self._db() as db:
-            exists = db.execute(
+        with self._db() as con:
+            exists = con.execute(
                 "SELECT 1 FROM cases WHERE site=? AND case_id=?", (site, case_id)
             ).fetchone()
             if exists:
                 sets = ", ".join(f"{k}=?" for k in changes)
-                db.execute(
+                con.execute(
                     f"UPDATE cases SET {sets} WHERE site=? AND case_id=?",  # noqa: S608
                     (*changes.values(), site, case_id),
                 )
             else:
                 changes.setdefault("state", PROCESSING)
                 cols = ["site", "case_id", *changes]
-                db.execute(
+                con.execute(
                     f"INSERT INTO cases ({', '.join(cols)}) "  # noqa: S608
                     f"VALUES ({', '.join('?' for _ in cols)})",
                     (site, case_id, *changes.values()),
@@ -202,19 +209,19 @@ class CaseStore:
 
     def delete(self, site: str, case_id: str) -> None:
         """Forget a case (a send abandoned before anything was uploaded)."""
-        with self._db() as db:
-            db.execute("DELETE FROM cases WHERE site=? AND case_id=?", (site, case_id))
+        with self._db() as con:
+            con.execute("DELETE FROM cases WHERE site=? AND case_id=?", (site, case_id))
 
     def previous_signature(self, site: str, case_id: str) -> str | None:
-        with self._db() as db:
-            row = db.execute(
+        with self._read() as con:
+            row = con.execute(
                 "SELECT signature FROM observations WHERE site=? AND case_id=?", (site, case_id)
             ).fetchone()
         return row[0] if row else None
 
     def observe(self, site: str, case_id: str, signature: str) -> None:
-        with self._db() as db:
-            db.execute(
+        with self._db() as con:
+            con.execute(
                 "INSERT INTO observations (site, case_id, signature, seen_at) VALUES (?,?,?,?) "
                 "ON CONFLICT(site, case_id) DO UPDATE SET signature=excluded.signature, "
                 "seen_at=excluded.seen_at",
@@ -222,5 +229,5 @@ class CaseStore:
             )
 
     def forget_observation(self, site: str, case_id: str) -> None:
-        with self._db() as db:
-            db.execute("DELETE FROM observations WHERE site=? AND case_id=?", (site, case_id))
+        with self._db() as con:
+            con.execute("DELETE FROM observations WHERE site=? AND case_id=?", (site, case_id))

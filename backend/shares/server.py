@@ -32,6 +32,7 @@ from backend.shares import notify
 from backend.shares.limits import GuardedSite, Limits
 from backend.shares.service import ShareService
 from backend.shares.web import OPTIONS, build_app
+from backend.tasks import ended
 
 log = logging.getLogger("ferry.shares.server")
 
@@ -309,8 +310,7 @@ async def stop_share_service(handle: ServiceHandle) -> None:
     for task in handle.tasks:
         task.cancel()
     for task in handle.tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await ended(task)
     await handle.runner.cleanup()
     handle.service.refusals.flush(force=True)
     if handle.info_file is not None:

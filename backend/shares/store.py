@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from backend import db
 from backend.fsutil import ensure_private_dir
 from backend.shares.model import Recipient, Share
 
@@ -69,18 +70,32 @@ CREATE TABLE IF NOT EXISTS recipients (
 CREATE INDEX IF NOT EXISTS recipients_share ON recipients(share_id);
 """
 
-# columns added after the first release: (table, column, declaration); added when missing
-_MIGRATIONS = (
-    ("shares", "broken_at", "TEXT"),
-    ("shares", "broken_reason", "TEXT"),
-    ("recipients", "in_flight", "INTEGER NOT NULL DEFAULT 0"),
-    ("recipients", "reserved_bytes", "INTEGER NOT NULL DEFAULT 0"),
-    ("recipients", "lease_until", "TEXT"),
-    ("recipients", "delivered_prefix", "INTEGER NOT NULL DEFAULT 0"),
-    ("recipients", "last_counted", "INTEGER NOT NULL DEFAULT 0"),
-    ("recipients", "check_until", "TEXT"),
-    ("recipients", "failures_reset_at", "TEXT"),
-)
+
+
+def _v1_tables(con: sqlite3.Connection) -> None:
+    """Version 1: the tables of the first share store."""
+    db.run_script(con, _SCHEMA)
+
+
+def _v2_accounting(con: sqlite3.Connection) -> None:
+    """Version 2: broken shares and exact accounting (leases, reservations, password checks);
+    stores from before schema versions have any subset of these columns. Version 2 matches
+    version 1 of the PostgreSQL store (backend/shares/pgstore.py)."""
+    db.add_missing_columns(con, "shares", (("broken_at", "TEXT"), ("broken_reason", "TEXT")))
+    db.add_missing_columns(con, "recipients", (
+        ("in_flight", "INTEGER NOT NULL DEFAULT 0"),
+        ("reserved_bytes", "INTEGER NOT NULL DEFAULT 0"),
+        ("lease_until", "TEXT"),
+        ("delivered_prefix", "INTEGER NOT NULL DEFAULT 0"),
+        ("last_counted", "INTEGER NOT NULL DEFAULT 0"),
+        ("check_until", "TEXT"),
+        ("failures_reset_at", "TEXT"),
+    ))
+
+
+SCHEMA = db.Schema("share store", (_v1_tables, _v2_accounting))
+"""The SQLite share store's migrations, oldest first (backend/db.py; the PostgreSQL store
+has its own list and ``schema_version`` table): append one per schema change."""
 
 # a slot or reservation counts only while its lease runs
 _LIVE = "(lease_until IS NOT NULL AND lease_until > :now)"
@@ -150,21 +165,10 @@ class SqliteMetadataStore:
         self.path = Path(path)
         ensure_private_dir(self.path.parent)
         self._lock = threading.Lock()
-        self._con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._con.execute("PRAGMA busy_timeout=15000")
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA secure_delete=ON")
-        self._con.executescript(_SCHEMA)
-        self._migrate()
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                self.path.with_name(self.path.name + suffix).chmod(0o600)
-
-    def _migrate(self) -> None:
-        for table, column, decl in _MIGRATIONS:
-            have = {r[1] for r in self._con.execute(f"PRAGMA table_info({table})")}
-            if column not in have:
-                self._con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        self._con = db.connect(self.path, SCHEMA.what, check_same_thread=False,
+                               secure_delete=True)
+        db.open_schema(self._con, self.path, SCHEMA)
+        db.private_files(self.path)
 
     def close(self) -> None:
         with self._lock:
@@ -172,14 +176,8 @@ class SqliteMetadataStore:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._con
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
+        with self._lock, db.transaction(self._con, SCHEMA.what, self.path) as con:
+            yield con
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

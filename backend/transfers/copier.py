@@ -42,6 +42,7 @@ from backend.remote import sftp_errors, translate_sftp_error
 from backend.sites.model import Site
 from backend.sites.profile import upload_lanes
 from backend.sshtuning import round_trip
+from backend.tasks import cancel_and_wait
 from backend.transfers.crypt import Cipher
 from backend.transfers.journal import FileRow
 from backend.transfers.pool import Lane, SitePool
@@ -126,23 +127,21 @@ class _Window:
 
 
 async def run_all(coros: list[Coroutine[Any, Any, None]]) -> None:
-    """Run workers together; the first failure cancels the rest and is raised."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    if not tasks:
-        return
+    """Run workers together (an :class:`asyncio.TaskGroup`): the first failure cancels the
+    rest and is raised as itself, not as the group's ExceptionGroup, so callers catch and
+    report the error they always did. A cancelled caller cancels every worker."""
     try:
-        _done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    for t in pending:
-        t.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
-    if errors:
-        raise errors[0]  # type: ignore[misc]
+        async with asyncio.TaskGroup() as group:
+            for coro in coros:
+                group.create_task(coro)
+    except BaseExceptionGroup as errors:
+        raise _first_error(errors) from None
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception a group collected (the one that cancelled the others)."""
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def block_for(lanes: list[Lane], writing: bool) -> int:
@@ -188,7 +187,7 @@ def _hash_prefix_local(path: str, length: int) -> Any:
 
 
 async def download(plan: Plan, row: FileRow, progress: Progress,
-                   save: Callable[[FileRow], None]) -> Outcome:
+                   save: Callable[[FileRow], Awaitable[None]]) -> Outcome:
     """Fetch ``row.src`` into ``row.dst`` (a safe, already-joined local path)."""
     pool, site = plan.pool, plan.site
     lane = await pool.lane()
@@ -239,7 +238,7 @@ async def download(plan: Plan, row: FileRow, progress: Progress,
         # (a decrypting download holds plaintext: _download_into checks what it can keep)
         fd, start = _open_local_temp(temp, row, need=0 if decrypting else row.offset)
         row.temp = temp
-        save(row)
+        await save(row)
         try:
             outcome = await _download_into(plan, lane, open_task, row, fd, start, size, final,
                                            progress, decrypting)
@@ -437,7 +436,7 @@ async def _download_into(plan: Plan, lane: Lane,
         method = await _verify_download(plan, lane, row, fd, size, sha, remote_digest,
                                         decrypting)
         remote_digest = None
-        os.fchmod(fd, safe_local_mode(row.mode, 0o644) & ~_umask())
+        os.fchmod(fd, safe_local_mode(row.mode, 0o644) & ~UMASK)
         if FSYNC:
             await asyncio.to_thread(sink.sync)
         if row.mtime is not None:
@@ -514,10 +513,22 @@ def _discard_local_temp(row: FileRow) -> None:
     row.temp, row.offset = None, 0
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    """The process umask without changing it (Linux: ``Umask:`` in /proc/self/status);
+    elsewhere set and put back once, here at import, before any helper thread exists."""
+    with contextlib.suppress(OSError, ValueError, IndexError), \
+            open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o077)
     os.umask(mask)
     return mask
+
+
+UMASK = _read_umask()
+"""Read once at start-up: setting the umask to read it would, for that instant, give every
+file a helper thread creates meanwhile mode 0666 (downloaded files get ``mode & ~UMASK``)."""
 
 
 def _publish_local(temp: str, final: Path, *, replace: bool) -> None:
@@ -542,7 +553,7 @@ async def _remote_lstat(sftp: asyncssh.SFTPClient, path: str) -> asyncssh.SFTPAt
 
 
 async def upload(plan: Plan, row: FileRow, progress: Progress,
-                 save: Callable[[FileRow], None]) -> Outcome:
+                 save: Callable[[FileRow], Awaitable[None]]) -> Outcome:
     """Send local ``row.src`` to remote ``row.dst`` through a temp name (unless direct)."""
     pool, site = plan.pool, plan.site
     try:
@@ -659,7 +670,7 @@ async def _abandon(lane: Lane, early: asyncio.Future[asyncssh.SFTPClientFile] | 
 
 
 async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, direct: bool,
-                      progress: Progress, save: Callable[[FileRow], None], lane: Lane,
+                      progress: Progress, save: Callable[[FileRow], Awaitable[None]], lane: Lane,
                       early: asyncio.Future[asyncssh.SFTPClientFile] | None) -> Outcome:
     """Move the bytes on ``lane`` (released here), more lanes joining for a big file;
     ``early``: the temp file's handle, already being opened by :func:`upload`.
@@ -684,7 +695,7 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
                 start = 0
         source, start, total, digest = await _begin_at(plan, fd, row, start, lane, temp)
         row.temp, row.offset = temp, start
-        save(row)
+        await save(row)
         progress.restart(start)
         flags = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | (0 if start else asyncssh.FXF_TRUNC)
         handles: list[asyncssh.SFTPClientFile] = []
@@ -720,7 +731,7 @@ async def _upload_via(plan: Plan, row: FileRow, fd: int, temp: str, final: str, 
                         source, start, total, digest = await _begin_at(plan, fd, row, 0, lane,
                                                                        temp)
                         row.offset = 0
-                        save(row)
+                        await save(row)
                         progress.restart(0)
                         flags |= asyncssh.FXF_TRUNC
                 if first is None:
@@ -873,9 +884,7 @@ async def _push(first: asyncssh.SFTPClientFile, lane: Lane, fd: int, source: Any
         finally:
             done.cancel()
             if not joining.done():  # every block is out: the other lanes are not needed
-                joining.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await joining
+                await cancel_and_wait(joining)
         if joining.cancelled():
             return
         joined = joining.result()

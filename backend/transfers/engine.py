@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
 import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import asyncssh
 
@@ -52,6 +55,7 @@ from backend.errors import (
 from backend.names import display_name
 from backend.remote import translate_sftp_error
 from backend.sites.model import Site
+from backend.tasks import cancel_and_wait, ended
 from backend.transfers import finishers
 from backend.transfers.copier import (
     DOWNLOAD_LANES,
@@ -216,6 +220,16 @@ def lanes_before_planning(spec: JobSpec) -> int:
     return 1
 
 
+_T = TypeVar("_T")
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Mark a shielded journal call's failure as seen when its caller was cancelled first
+    (the caller that did wait got it raised)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 class TransferEngine:
     """The queue runner. All methods run on one asyncio loop; callbacks are called on it."""
 
@@ -252,6 +266,7 @@ class TransferEngine:
         self._audit_rows: list[tuple[str, dict[str, object]]] = []
         self._audit_writer: asyncio.Task[None] | None = None
         self._notes: dict[int, list[str]] = {}
+        self._journal_thread: ThreadPoolExecutor | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -269,9 +284,9 @@ class TransferEngine:
         self._started = False
         self._poke()
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            crashed = await cancel_and_wait(self._loop_task)
+            if crashed is not None:
+                log.error("the transfer queue loop had crashed: %r", crashed)
         lives = list(self._live.values())
         for live in lives:
             self._stop_job(live, "queued")
@@ -283,6 +298,15 @@ class TransferEngine:
             await pool.close()
         self._pools.clear()
         self._hashers.clear()
+        if self._journal_thread is not None:
+            # a claim that completed while stop() cancelled the loop: give the job back
+            for job in await self._j(functools.partial(self.journal.job_rows,
+                                                       unfinished_only=True)):
+                if job.owner == self.me:
+                    await self._j(self.journal.release, job.id, self.me)
+            await self._j(self.journal.close)  # that thread's connection; every write is in
+            self._journal_thread.shutdown(wait=False)
+            self._journal_thread = None
 
     # -- control --------------------------------------------------------------------------
     async def submit(self, spec: JobSpec) -> int:
@@ -290,7 +314,7 @@ class TransferEngine:
         spec.validate()
         # owned from the start: another engine (the agent) polling the journal cannot take
         # it before this one's next schedule
-        job_id = self.journal.add_job(spec, owner=self.me)
+        job_id = await self._j(self.journal.add_job, spec, self.me)
         self._mine.add(job_id)
         self._emit(TransferEvent("job", job_id, "queued"))
         self._poke()
@@ -300,52 +324,53 @@ class TransferEngine:
         """Like :meth:`submit`, but continue an unfinished identical job left by a crashed or
         killed run instead of starting over (what re-running a ``ferry get`` does)."""
         spec.validate()
-        row = self.journal.find_unfinished(spec)
+        row = await self._j(self.journal.find_unfinished, spec)
         if row is not None and not self.journal.owned_by_other(row, self.me):
             if row.state == "paused":
-                self.journal.request_state(row.id, "queued", ["paused"])
+                await self._j(self.journal.request_state, row.id, "queued", ["paused"])
             self._mine.add(row.id)
             self._poke()
             return row.id
         return await self.submit(spec)
 
     async def pause(self, job_id: int) -> None:
-        self.journal.request_state(job_id, "paused", ["queued", "running"])
+        await self._j(self.journal.request_state, job_id, "paused", ["queued", "running"])
         live = self._live.get(job_id)
         if live is not None:
             self._stop_job(live, "paused")
             if live.task is not None:
-                with contextlib.suppress(BaseException):
-                    await live.task
+                await ended(live.task)
         self._emit(TransferEvent("job", job_id, "paused"))
 
     async def resume(self, job_id: int) -> None:
-        self.journal.request_state(job_id, "queued", ["paused", "queued", "running"])
+        await self._j(self.journal.request_state, job_id, "queued",
+                      ["paused", "queued", "running"])
         self._mine.add(job_id)
         self._emit(TransferEvent("job", job_id, "queued"))
         self._poke()
 
     async def cancel(self, job_id: int) -> None:
         """Stop a job for good; its partial temp files are removed."""
-        self.journal.request_state(job_id, "cancelled", ["queued", "running", "paused"])
+        await self._j(self.journal.request_state, job_id, "cancelled",
+                      ["queued", "running", "paused"])
         live = self._live.get(job_id)
         if live is not None:
             self._stop_job(live, "cancelled")
             if live.task is not None:
-                with contextlib.suppress(BaseException):
-                    await live.task
+                await ended(live.task)
         if live is None or live.stop_reason != "cancelled":
             # not running, or it was already stopping for a pause (two clients of the agent:
             # docs/agent.md) and settled as paused: its temps are still there
             await self._cleanup_temps(job_id)
-            await self._run_finisher(job_id, self.journal.job(job_id).spec, "cancelled", None)
+            job = await self._j(self.journal.job, job_id)
+            await self._run_finisher(job_id, job.spec, "cancelled", None)
         self._finish_event(job_id)
         self._emit(TransferEvent("job", job_id, "cancelled"))
 
     async def retry(self, job_id: int) -> None:
         """Queue a failed or cancelled job again; failed files resume from their offsets."""
-        self.journal.request_state(job_id, "queued", ["failed", "cancelled", "done"])
-        self.journal.reset_files(job_id, ["failed", "cancelled"])
+        await self._j(self.journal.request_state, job_id, "queued", ["failed", "cancelled", "done"])
+        await self._j(self.journal.reset_files, job_id, ["failed", "cancelled"])
         self._mine.add(job_id)
         self._finished.pop(job_id, None)
         self._emit(TransferEvent("job", job_id, "queued"))
@@ -353,8 +378,9 @@ class TransferEngine:
 
     async def move(self, job_id: int, delta: int) -> None:
         """Move a waiting job ``delta`` places (negative: sooner)."""
-        self.journal.move(job_id, delta)
-        self._emit(TransferEvent("job", job_id, self.journal.job(job_id).state))
+        await self._j(self.journal.move, job_id, delta)
+        job = await self._j(self.journal.job, job_id)
+        self._emit(TransferEvent("job", job_id, job.state))
         self._poke()
 
     def subscribe(self, callback: Callable[[TransferEvent], None]) -> Callable[[], None]:
@@ -515,14 +541,14 @@ class TransferEngine:
             self._tick(now)
             if now - last_checkpoint >= CHECKPOINT:
                 last_checkpoint = now
-                self._checkpoint_all()
+                await self._checkpoint_all()
             if now - last_poll >= POLL or (self._wake is not None and self._wake.is_set()):
                 last_poll = now
                 assert self._wake is not None
                 self._wake.clear()
                 try:
-                    self._poll_control()
-                    self._schedule()
+                    await self._poll_control()
+                    await self._schedule()
                 except FerryError as exc:  # e.g. the journal is locked for too long
                     log.warning("transfer queue: %s", exc)
             assert self._wake is not None
@@ -541,38 +567,39 @@ class TransferEngine:
                 live.last_sent = live.bytes_done
                 self._job_event(live, "progress")
 
-    def _checkpoint_all(self) -> None:
+    async def _checkpoint_all(self) -> None:
         for live in list(self._live.values()):
-            self._checkpoint(live)
+            await self._checkpoint(live)
         if self._live:
             with contextlib.suppress(FerryError, Exception):
-                self.journal.heartbeat(self.me)
+                await self._j(self.journal.heartbeat, self.me)
 
-    def _checkpoint(self, live: _Live) -> None:
+    async def _checkpoint(self, live: _Live) -> None:
         dirty, live.dirty = live.dirty, {}
         if dirty:
             try:
-                self.journal.save_offsets((r.id, r.bytes_done, r.offset) for r in dirty.values())
+                await self._j(self.journal.save_offsets,
+                              [(r.id, r.bytes_done, r.offset) for r in dirty.values()])
             except Exception:
                 live.dirty.update(dirty)
                 raise
 
-    def _poll_control(self) -> None:
+    async def _poll_control(self) -> None:
         if not self._live:
             return
-        states = self.journal.states(self._live)
+        states = await self._j(self.journal.states, list(self._live))
         for job_id, state in states.items():
             live = self._live.get(job_id)
             if live is not None and state in ("paused", "cancelled") and live.stop_reason is None:
                 self._stop_job(live, state)
 
-    def _schedule(self) -> None:
+    async def _schedule(self) -> None:
         if not self._started:
             return
         per_site: dict[str, int] = {}
         for live in self._live.values():
             per_site[live.job.spec.site] = per_site.get(live.job.spec.site, 0) + 1
-        for job in self.journal.job_rows(unfinished_only=True):
+        for job in await self._j(functools.partial(self.journal.job_rows, unfinished_only=True)):
             if job.id in self._live or job.state == "paused":
                 continue
             if not self._run_all and job.id not in self._mine:
@@ -581,7 +608,9 @@ class TransferEngine:
             # until a connection told us the site's max_parallel, run one job there
             if per_site.get(site, 0) >= self._limits.get(site, 1):
                 continue
-            if self.journal.owned_by_other(job, self.me) or not self.journal.claim(job.id, self.me):
+            if self.journal.owned_by_other(job, self.me):
+                continue
+            if not await self._j(self.journal.claim, job.id, self.me):
                 continue
             per_site[site] = per_site.get(site, 0) + 1
             live = _Live(job=job)
@@ -633,7 +662,7 @@ class TransferEngine:
         spec = job.spec
         final_state = "failed"
         try:
-            self.journal.set_job_state(job.id, "running")
+            await self._j(self.journal.set_job_state, job.id, "running")
             self._job_event(live)
             pool = self._pool(spec.site)
             site = await self._connect(pool, 1 if job.planned else lanes_before_planning(spec))
@@ -648,8 +677,8 @@ class TransferEngine:
                     files = await planner(lane.sftp, site, spec)
                 finally:
                     pool.release(lane)
-                self.journal.mark_planned(job.id, files)
-            rows = self.journal.files(job.id)
+                await self._j(self.journal.mark_planned, job.id, files)
+            rows = await self._j(self.journal.files, job.id)
             live.files_total = len(rows)
             live.bytes_total = sum(r.size for r in rows)
             todo = []
@@ -692,10 +721,8 @@ class TransferEngine:
                 await run_all([worker() for _ in range(width)])
             finally:
                 if warming is not None and not warming.done():
-                    warming.cancel()
-                    with contextlib.suppress(BaseException):
-                        await warming
-            failed = [r for r in self.journal.files(job.id) if r.state == "failed"]
+                    await cancel_and_wait(warming)
+            failed = [r for r in await self._j(self.journal.files, job.id) if r.state == "failed"]
             if failed:
                 live.error = f"{len(failed)} of {len(rows)} files failed"
                 final_state = "failed"
@@ -721,12 +748,12 @@ class TransferEngine:
     async def _settle(self, live: _Live, final_state: str) -> None:
         job = live.job
         with contextlib.suppress(Exception):
-            self._checkpoint(live)
-        for row in live.running.values():
+            await self._checkpoint(live)
+        for row in list(live.running.values()):
             if row.state == "running":
                 row.state = "queued" if final_state != "cancelled" else "cancelled"
                 with contextlib.suppress(Exception):
-                    self.journal.update_file(row)
+                    await self._save_row(row)
         if final_state == "cancelled":
             with contextlib.suppress(Exception):
                 await self._cleanup_temps(job.id)
@@ -738,10 +765,10 @@ class TransferEngine:
             # engine runs it again, finds every file settled, and finishes it (idempotent)
             await self._run_finisher(job.id, job.spec, final_state, live.error)
         try:
-            current = self.journal.job(job.id).state
+            current = (await self._j(self.journal.job, job.id)).state
             if not (current in ("paused", "cancelled") and final_state in ("queued", "paused")):
-                self.journal.set_job_state(job.id, final_state, live.error)
-            self.journal.release(job.id, self.me)
+                await self._j(self.journal.set_job_state, job.id, final_state, live.error)
+            await self._j(self.journal.release, job.id, self.me)
         except FerryError as exc:
             log.warning("could not record job %s as %s: %s", job.id, final_state, exc)
         self._live.pop(job.id, None)
@@ -754,7 +781,7 @@ class TransferEngine:
         progress = _FileProgress(live, row)
         row.state, row.error = "running", None
         live.running[row.id] = row
-        self.journal.update_file(row)
+        await self._save_row(row)
         self._job_event(live, "file", path=row.src, state="running")
         runner = download if live.job.spec.direction == "get" else upload
         attempt = io_errors = 0
@@ -822,7 +849,7 @@ class TransferEngine:
             live.files_failed += 1
             log.warning("job %s: %s failed: %s", live.job.id, display_name(row.src), error)
         live.dirty.pop(row.id, None)
-        self.journal.update_file(row)
+        await self._save_row(row)
         self._audit(live, plan, row)
         self._job_event(live, "file", path=row.src, state=row.state, error=row.error, row=row)
 
@@ -833,8 +860,23 @@ class TransferEngine:
         err = translate_sftp_error(exc, row.src)
         return err.message
 
-    def _save_row(self, row: FileRow) -> None:
-        self.journal.update_file(row)
+    async def _save_row(self, row: FileRow) -> None:
+        """Record ``row`` as it is now (a copy: the loop goes on changing the original)."""
+        await self._j(self.journal.update_file, replace(row))
+
+    async def _j(self, call: Callable[..., _T], *args: Any) -> _T:
+        """Run a journal call on the journal thread, never on the event loop: a write may wait
+        up to the busy timeout (backend/db.py) for another process's lock, and the TUI must
+        not freeze meanwhile. One thread, so calls run in the order they were made. A caller
+        cancelled while its call runs stays cancelled, but the call is shielded and still
+        completes, as a synchronous call would have: the journal never misses a state the
+        engine already acted on (kill -9 safety, docs/transfers.md)."""
+        if self._journal_thread is None:
+            self._journal_thread = ThreadPoolExecutor(1, thread_name_prefix="ferry-journal")
+        fut = asyncio.get_running_loop().run_in_executor(
+            self._journal_thread, functools.partial(call, *args))
+        fut.add_done_callback(_retrieve)
+        return await asyncio.shield(fut)
 
     def _audit(self, live: _Live, plan: Plan, row: FileRow) -> None:
         """Queue the file's audit row; a writer thread appends queued rows in one transaction
@@ -882,8 +924,8 @@ class TransferEngine:
         Remote ones need a connection: one is opened if none is (a job cancelled while
         paused, e.g. by ``ferry queue cancel`` in another process); a temp that cannot be
         removed stays recorded on its row and is named in the log."""
-        rows = self.journal.files(job_id)
-        job = self.journal.job(job_id)
+        rows = await self._j(self.journal.files, job_id)
+        job = await self._j(self.journal.job, job_id)
         remote: list[FileRow] = []
         for row in rows:
             if row.state in ("done", "skipped") or not row.temp or row.temp == row.dst:
@@ -898,7 +940,7 @@ class TransferEngine:
                 row.temp = None
             else:
                 remote.append(row)
-            self.journal.update_file(row)
+            await self._save_row(row)
         if remote:
             await self._remove_remote_temps(job_id, job.spec.site, remote)
 
@@ -925,7 +967,7 @@ class TransferEngine:
                                     display_name(row.temp or ""), display_name(str(exc)))
                         continue
                     row.temp = None
-                    self.journal.update_file(row)
+                    await self._save_row(row)
             finally:
                 pool.release(lane)
         finally:

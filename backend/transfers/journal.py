@@ -16,11 +16,12 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.errors import ConfigError, UsageError
+from backend import db
+from backend.errors import UsageError
 from backend.fsutil import ensure_private_dir, pid_alive
 from backend.transfers.model import (
     FINISHED_STATES,
@@ -30,7 +31,6 @@ from backend.transfers.model import (
 )
 
 STALE_AFTER = 15.0  # seconds without a heartbeat before a live-looking owner is ignored
-_BUSY_MS = 15000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -67,6 +67,17 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_job ON files(job_id, state);
 """
+
+
+
+def _v1_tables(con: sqlite3.Connection) -> None:
+    """Version 1: the tables as they were when schema versions began (a version-0 journal
+    already has them)."""
+    db.run_script(con, _SCHEMA)
+
+
+SCHEMA = db.Schema("transfer queue", (_v1_tables,))
+"""The journal's migrations, oldest first (backend/db.py): append one per schema change."""
 
 
 @dataclass
@@ -156,37 +167,20 @@ class Journal:
         ensure_private_dir(self.path.parent)
         self._local = threading.local()
         new = not self.path.exists()
-        self._con().executescript(_SCHEMA)
+        db.open_schema(self._con(), self.path, SCHEMA)
         if new:
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(OSError):
-                    self.path.with_name(self.path.name + suffix).chmod(0o600)
+            db.private_files(self.path)
 
     # -- plumbing -------------------------------------------------------------------------
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
-            try:
-                con = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000, isolation_level=None)
-                con.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-                con.execute("PRAGMA journal_mode=WAL")
-                con.execute("PRAGMA synchronous=NORMAL")
-                con.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.Error as exc:
-                raise ConfigError(f"cannot open the transfer queue {self.path}: {exc}") from None
+            con = db.connect(self.path, SCHEMA.what)
             self._local.con = con
         return con
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        con = self._con()
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return db.transaction(self._con(), SCHEMA.what, self.path)
 
     def close(self) -> None:
         con = getattr(self._local, "con", None)

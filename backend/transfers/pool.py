@@ -31,6 +31,7 @@ from backend.names import display_name
 from backend.sites.model import Site
 from backend.sites.profile import ProfilePolicy, profile_policy
 from backend.sshtuning import start_sftp
+from backend.tasks import cancel_and_wait
 
 log = logging.getLogger("ferry.transfers")
 
@@ -310,9 +311,7 @@ class SitePool:
     async def close(self) -> None:
         self.closed = True
         if self._early is not None and not self._early.done():
-            self._early.cancel()
-            with contextlib.suppress(BaseException):
-                await self._early
+            await cancel_and_wait(self._early)
         conns, self._conns = self._conns, []
         for entry in conns:
             entry.dead = True
