@@ -545,8 +545,11 @@ class BrowserScreen(Screen[None]):
                 names.append(entry.name[: -len(CRYPT_SUFFIX)])
             return next((there[n] for n in names if n in there), None)
 
+        # a file onto a folder (or the reverse) is no question of policy: the engine refuses
+        # it and the job says why (docs/transfers.md)
         clashes = [(path, e, found) for path, e in zip(spec.sources, entries, strict=True)
-                   if (found := existing(e)) is not None]
+                   if (found := existing(e)) is not None
+                   and (found.kind == "dir") == (e.kind == "dir")]
         if not clashes:
             return [spec]
         chosen: dict[str, str] = {}
