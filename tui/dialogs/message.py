@@ -38,7 +38,7 @@ class MessageDialog(FerryDialog[None]):
 
     DEFAULT_CSS = """
     MessageDialog #body { height: auto; max-height: 14; }
-    MessageDialog #copy { height: 1; margin-top: 1; }
+    MessageDialog #copy { height: 1; margin-top: 1; scrollbar-size-horizontal: 0; }
     MessageDialog #copied { height: auto; color: $success; }
     """
 
