@@ -57,11 +57,16 @@ async def test_send_is_not_prefilled_with_a_path_on_the_site(
     async with app.run_test(size=(80, 24)) as pilot:
         await app.push_screen(BrowserScreen(None, left_site="ai"))  # the site on the left
         browse = await browser(pilot)
-        await wait_for(pilot, lambda: browse.left.source is not None and browse.left.listed)
+        def shown() -> list[str]:
+            return [e.name for e in browse.left.rows] if browse.left.listed else []
+
+        await wait_for(pilot, lambda: browse.left.source is not None and "input" in shown())
         await goto(pilot, browse.left, "input")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: browse.left.path.endswith("/input") and browse.left.listed)
+        await wait_for(pilot, lambda: browse.left.path.endswith("/input")
+                       and created["studies"][0] in shown())
         await goto(pilot, browse.left, created["studies"][0])
+        await wait_for(pilot, lambda: browse._remote is not None)
         await pilot.press("c")
         screen = await wait_for_screen(pilot, CasesScreen)
         await wait_for(pilot, lambda: screen.loaded)
