@@ -428,9 +428,8 @@ def negotiated(conn: asyncssh.SSHClientConnection) -> dict[str, str]:
         "compression": conn.get_extra_info("send_compression"),
         "server version": conn.get_extra_info("server_version"),
     }
-    kex = getattr(getattr(conn, "_kex", None), "algorithm", None)
-    if kex:
-        info["key exchange"] = kex.decode() if isinstance(kex, bytes) else str(kex)
+    # no key exchange line: asyncssh's public API does not expose the negotiated one
+    # (get_extra_info documents ciphers, MACs, compression and versions only; docs/tui.md)
     host_key = conn.get_server_host_key()
     if host_key is not None:
         info["host key"] = f"{host_key.get_algorithm()} {hostkeys.fingerprint(host_key)}"

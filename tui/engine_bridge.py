@@ -106,6 +106,17 @@ class EngineBridge:
             text = f"{text} — {name}: {first.error or 'failed'}{more}"
         return text
 
+    def forget_finished(self, job_ids: list[int] | None = None) -> list[int]:
+        """Forget finished jobs (all, or ``job_ids``) and have every queue widget re-read."""
+        engine = self.attach()
+        if engine is None:
+            raise RuntimeError("the transfer engine is not running")
+        forgotten = list(engine.forget_finished(job_ids))
+        for widget in list(self._listeners):
+            if widget.is_attached:
+                widget.post_message(TransferChanged(None))
+        return forgotten
+
     # -- events -------------------------------------------------------------------------
     def _on_event(self, event: TransferEvent) -> None:
         self.latest[event.job_id] = event

@@ -29,13 +29,14 @@ async def fetch_results(
     attempts: int = 3,
     **watch_kwargs: Any,
 ) -> WatchReport:
-    """Poll until nothing (of ``cases``, if given) is still settling; one merged report.
+    """Poll until nothing (of ``cases``, if given: only those are looked at and downloaded)
+    is still settling; one merged report.
 
     ``watch_kwargs`` go to :func:`watch_once` (``into``, ``on_event``, ``store``...).
     """
     merged = WatchReport(site=site.name)
     for attempt in range(max(1, attempts)):
-        report = await watch_once(site, sftp, engine, **watch_kwargs)
+        report = await watch_once(site, sftp, engine, cases=cases, **watch_kwargs)
         merged.downloaded.extend(report.downloaded)
         merged.problems.extend(p for p in report.problems if p not in merged.problems)
         merged.done = report.done

@@ -12,7 +12,9 @@ original patient when the caller passes the vault's mappings (backend/dicom/mapp
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
@@ -85,6 +87,13 @@ async def _names(
     return listing.entries
 
 
+def _stamp(mtime: float | None) -> str | None:
+    """A server mtime as the store's UTC ISO time (None when the server gave none)."""
+    if mtime is None:
+        return None
+    return datetime.fromtimestamp(mtime, UTC).isoformat(timespec="seconds")
+
+
 def _from_record(record: CaseRecord, state: str, on_server: bool) -> CaseStatus:
     data = {k: getattr(record, k) for k in CaseStatus.__dataclass_fields__ if hasattr(record, k)}
     data.update(state=state, on_server=on_server)
@@ -120,12 +129,12 @@ async def case_list(
     folders = await case_folders(site, sftp)
     out = CaseList()
     records = {r.case_id: r for r in store.list(site.name)}
-    results: set[str] = set()
+    results: dict[str, remote.RemoteEntry] = {}
     result_area = folders.output if folders.layout == presets.STUDY_IO else folders.inbox
     for entry in await _names(sftp, result_area, out.problems):
         case_id = case_id_of(folders, entry)
         if case_id is not None and is_safe_name(case_id):
-            results.add(case_id)
+            results[case_id] = entry
     pending: set[str] = set()
     if folders.layout == presets.STUDY_IO:
         pending = {e.name for e in await _names(sftp, folders.input, out.problems)
@@ -135,7 +144,7 @@ async def case_list(
             if site.temp_suffix and e.name.endswith(site.temp_suffix):
                 continue  # an upload under way (or interrupted): its case is "sending"
             pending.add(e.name[:-4] if e.name.endswith(".zip") else e.name)
-    for case_id in sorted(set(records) | results | pending):
+    for case_id in sorted(set(records) | set(results) | pending):
         record = records.get(case_id) or CaseRecord(site=site.name, case_id=case_id, state="")
         if record.state in (DOWNLOADED, ARCHIVED, SENDING) or (
             record.state == SEND_FAILED and case_id not in results
@@ -148,6 +157,12 @@ async def case_list(
         else:
             state = PROCESSING
         status = _from_record(record, state, case_id in results)
+        if state == READY and status.ready_at is None:
+            # not fetched yet: the server's time of the result folder stands in until the
+            # fetch records when it was seen stable (docs/cases.md)
+            status.ready_at = _stamp(results[case_id].mtime)
+            status.result_path = status.result_path or posixpath.join(
+                result_area, results[case_id].name)
         if mappings is not None:
             linked = mappings.for_case(site.name, case_id)
             if linked:

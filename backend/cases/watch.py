@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import posixpath
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -180,8 +180,10 @@ async def watch_once(
     audit: AuditLog | None = None,
     on_event: EventCallback | None = None,
     email: bool = False,
+    cases: Collection[str] | None = None,
 ) -> WatchReport:
-    """One poll of ``site``'s result folder; downloads what has become stable."""
+    """One poll of ``site``'s result folder; downloads what has become stable (of ``cases``
+    only, when given: the TUI's ``f`` on one case)."""
     store = store or CaseStore()
     audit = audit or AuditLog()
     report = WatchReport(site=site.name)
@@ -204,8 +206,11 @@ async def watch_once(
     for entry in listing.entries:
         case_id = case_id_of(folders, entry)
         if case_id is None or not is_safe_name(case_id):
-            kind = "folder" if entry.kind == "dir" else entry.kind
-            problem("", f"{area}: ignored unexpected {kind} {entry.name!r}")
+            if cases is None:
+                kind = "folder" if entry.kind == "dir" else entry.kind
+                problem("", f"{area}: ignored unexpected {kind} {entry.name!r}")
+            continue
+        if cases is not None and case_id not in cases:
             continue
         record = store.get(site.name, case_id)
         if record is not None and record.state in (DOWNLOADED, ARCHIVED):

@@ -33,7 +33,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -70,7 +70,7 @@ from backend.transfers.copier import (
     upload,
 )
 from backend.transfers.crypt import Cipher
-from backend.transfers.journal import FileRow, JobRow, Journal
+from backend.transfers.journal import FileRow, JobRow, Journal, forget_finished
 from backend.transfers.model import (
     FINISHED_STATES,
     FileStatus,
@@ -375,6 +375,13 @@ class TransferEngine:
         self._finished.pop(job_id, None)
         self._emit(TransferEvent("job", job_id, "queued"))
         self._poke()
+
+    def forget_finished(self, job_ids: Iterable[int] | None = None) -> list[int]:
+        """Forget finished jobs (all, or those of ``job_ids``) that this engine is not still
+        winding up: backend/transfers/journal.py ``forget_finished``."""
+        if job_ids is None:
+            job_ids = [j.id for j in self.journal.job_rows() if j.state in FINISHED_STATES]
+        return forget_finished(self.journal, [i for i in job_ids if i not in self._live])
 
     async def move(self, job_id: int, delta: int) -> None:
         """Move a waiting job ``delta`` places (negative: sooner)."""

@@ -432,3 +432,18 @@ class Journal:
                 )
             )
         return out
+
+
+def forget_finished(journal: Journal, job_ids: Iterable[int] | None = None) -> list[int]:
+    """Forget finished jobs (done, failed, cancelled): all of them, or those of ``job_ids``
+    that are finished; their file rows go with them. Unfinished jobs are never touched, and
+    nothing on disk or on a server is. Returns the ids forgotten (the TUI queue panel's ``C``
+    and ``ferry queue clear``; docs/transfers.md)."""
+    wanted = None if job_ids is None else sorted(set(job_ids))
+    with journal._tx() as con:
+        sql = "SELECT id FROM jobs WHERE state IN ('done','failed','cancelled')"
+        ids = [r[0] for r in con.execute(sql).fetchall()]
+        if wanted is not None:
+            ids = [i for i in ids if i in wanted]
+        con.executemany("DELETE FROM jobs WHERE id=?", [(i,) for i in ids])
+    return ids

@@ -85,15 +85,16 @@ async def test_send_a_study_then_fetch_results_and_read_the_report(
         await wait_for(pilot, lambda: states(screen)[study] == "results ready")
         await wait_for(pilot, lambda: f"results ready: {study} on ai" in notifications(app))
 
-        # fetch: downloaded (and verified) once stable; the report opens in the viewer
+        # fetch (the highlighted case): downloaded (and verified) once stable; the report
+        # opens in the viewer
+        row = [c.case_id for c in screen.cases].index(study)
+        screen.table.move_cursor(row=row)
+        await pilot.pause()
         await pilot.press("f")
         await wait_for(pilot, lambda: states(screen)[study] == "downloaded", seconds=40)
         record = CaseStore().get("ai", study)
         assert record is not None and record.report_path
         assert Path(record.report_path).read_text() == REPORT.format(id=study)
-        row = [c.case_id for c in screen.cases].index(study)
-        screen.table.move_cursor(row=row)
-        await pilot.pause()
         await pilot.press("enter")
         viewer = await wait_for_screen(pilot, ViewerScreen)
         await wait_for(pilot, lambda: "probability_abnormal: 0.91" in _viewer_text(viewer))

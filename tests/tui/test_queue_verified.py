@@ -45,7 +45,7 @@ async def test_done_rows_name_the_verification_method(ferry_home, sftp_server, t
 
             await wait_for(pilot, lambda: panel.table.row_count == 2
                            and all("█" not in r for r in rows()))
-            up, down = rows()
+            down, up = rows()  # newest first: the download, then the upload
             assert "sha256 by read-back" in up and "done" in up
             assert "size and tail only" in down and "done" in down
         assert (server.root / "data" / "scan.dcm").read_bytes() == b"s" * 70_000

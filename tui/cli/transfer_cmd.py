@@ -79,6 +79,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     retry.add_argument("--json", action="store_true", help="one JSON event per line")
     _no_agent(retry)
     retry.set_defaults(func=cmd_queue_retry)
+    clear = qsub.add_parser("clear", help="forget finished jobs (all, or JOB...)",
+                            description="Forget finished jobs (done, failed, cancelled): all of "
+                            "them, or the JOBs given. Files are not touched; unfinished jobs "
+                            "stay.")
+    clear.add_argument("jobs", type=int, nargs="*", metavar="JOB")
+    clear.add_argument("--json", action="store_true", help="machine-readable output")
+    clear.set_defaults(func=cmd_queue_clear)
     watch = qsub.add_parser("watch", help="follow the agent's jobs live (or JOB to its end)")
     watch.add_argument("job", type=int, nargs="?", metavar="JOB")
     watch.add_argument("--json", action="store_true", help="one JSON event per line")
@@ -401,6 +408,29 @@ def print_status_line(s: JobStatus, attention: str | None = None) -> None:
     waits = f"  (needs attention: {display_name(attention)})" if attention else ""
     print(f"{s.id:>4}  {s.state:<9} {s.direction:<3}  {display_name(s.label)}  "
           f"{done}/{size}  {s.files_done}/{s.files_total} files{failed}{error}{waits}")
+
+
+def cmd_queue_clear(args: argparse.Namespace) -> int:
+    """The journal is shared by every process (the agent's too): finished jobs are no one's."""
+    from backend.transfers.journal import forget_finished
+
+    journal = Journal()
+    if args.jobs:
+        states = {s.id: s.state for s in journal.statuses()}
+        unknown = [j for j in args.jobs if j not in states]
+        if unknown:
+            raise UsageError(f"no transfer job {unknown[0]}", hint="see 'ferry queue list'")
+        busy = [j for j in args.jobs if states[j] not in FINISHED_STATES]
+        if busy:
+            raise UsageError(f"job {busy[0]} is {states[busy[0]]}, not finished",
+                             hint=f"'ferry queue cancel {busy[0]}' first")
+    forgotten = forget_finished(journal, args.jobs or None)
+    if args.json:
+        print_json({"forgotten": forgotten})
+    else:
+        print(f"forgot {len(forgotten)} finished job(s)" if forgotten
+              else "no finished jobs to forget")
+    return 0
 
 
 def cmd_queue_control(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
@@ -190,7 +191,25 @@ class ShareDialog(FerryDialog[dict[str, Any] | None]):
             self.show_error(error_line(exc))
             return
         self.show_error("")
-        self._create(options)
+        if options["recipients"]:
+            self._create(options)
+            return
+        # no recipient: one anonymous link; never made without asking (issue 14)
+        from tui.dialogs.confirm import ConfirmDialog
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._create(options)
+            else:
+                self.query_one("#recipients", TextArea).focus()
+
+        self.app.push_screen(ConfirmDialog(
+            "No recipients: create one anonymous link?",
+            [f"Anyone who has the link and the password can download {self.file_name}; "
+             "no e-mail address is tied to it.",
+             "Cancel goes back to the form to add recipients."],
+            confirm_label="Create link",
+        ), callback=answered)
 
     # ------------------------------------------------------------------ upload
 
@@ -236,6 +255,7 @@ class ShareResultDialog(FerryDialog[None]):
     DEFAULT_CSS = """
     ShareResultDialog OptionList { height: auto; max-height: 13; }
     ShareResultDialog .hint { padding: 0; }
+    ShareResultDialog #copied { height: auto; color: $success; }
     """
 
     def __init__(self, result: dict[str, Any]) -> None:
@@ -263,8 +283,11 @@ class ShareResultDialog(FerryDialog[None]):
                     prompt = Text.assemble(("Password  ", "bold"), plain(value))
                 else:
                     prompt = Text.assemble(plain(what, "bold"), "\n", plain(value))
+                # never wrapped (the dialog widens to fit): a mouse selection copies it whole
+                prompt.no_wrap, prompt.overflow = True, "ignore"
                 options.append(Option(prompt, id=str(i)))
             yield OptionList(*options, id="links")
+            yield Static("", id="copied")
             yield Static("Enter/c copy · r QR code of a link · Esc close. The password is "
                          "shown only now: send it by another channel than the link.",
                          classes="hint")
@@ -274,6 +297,10 @@ class ShareResultDialog(FerryDialog[None]):
                 yield Button("Close", id="close", variant="primary")
 
     def on_mount(self) -> None:
+        from tui.dialogs.message import fit_width
+
+        longest = max((cell_len(value) for _what, value in self.items), default=0)
+        self.query_one(".dialog").styles.width = fit_width(longest + 4)  # the list's padding
         self.query_one("#links", OptionList).focus()
 
     def highlighted(self) -> tuple[str, str] | None:
@@ -293,7 +320,10 @@ class ShareResultDialog(FerryDialog[None]):
         what, value = item
         self.app.copy_to_clipboard(value)
         label = "password" if what == "password" else f"link for {what}"
-        self.notify(f"Copied the {label} (if your terminal allows it).", timeout=3)
+        # in the dialog: notifications wait until it closes (docs/tui.md, "Notifications")
+        self.query_one("#copied", Static).update(plain(
+            f"Copied the {label} to the clipboard (if your terminal allows OSC 52; else "
+            "select its line)."))
 
     def action_qr(self) -> None:
         item = self.highlighted()

@@ -37,9 +37,11 @@ from backend.relay import RelayResult, RelaySpec, relay_copy, relay_move
 from backend.remote import RemoteEntry, move_by_rename
 from backend.sources import LocalSource, RemoteSource
 from backend.transfers import moves
+from backend.transfers.crypt import SUFFIX as CRYPT_SUFFIX
 from backend.transfers.model import JobSpec, JobStatus, TransferEvent
 from backend.units import human_size
 from tui.dialogs import ConfirmDialog, TextInputDialog, ask
+from tui.dialogs.conflict import ConflictDialog
 from tui.dialogs.site_picker import PaneChoice, SitePickerDialog
 from tui.engine_bridge import bridge_for
 from tui.screens.viewer import FileInfoScreen, ViewerScreen
@@ -493,10 +495,12 @@ class BrowserScreen(Screen[None]):
             return
         if move:  # journaled: the originals go once verified, even after a restart
             spec = replace(spec, tag=moves.TAG)
-        try:
-            job_id = await bridge.call("submit", spec)
-        except FerryError as exc:
-            self.notify(exc.message, title="Transfer", severity="error")
+        specs = await self._ask_conflicts(spec, dst, entries)
+        if specs is None:
+            return
+        what = "move" if move else "copy"
+        if not specs:
+            self.notify(f"nothing to {what}: every item was skipped", timeout=4)
             return
 
         def finished(status: JobStatus | None, event: TransferEvent) -> None:
@@ -504,9 +508,75 @@ class BrowserScreen(Screen[None]):
                 if pane.is_attached and pane.source is not None:
                     pane.reload()
 
-        bridge.on_finished(job_id, finished)
-        what = "move" if move else "copy"
-        self.notify(f"{what} queued: {spec.label}", timeout=3)
+        for job in specs:
+            try:
+                job_id = await bridge.call("submit", job)
+            except FerryError as exc:
+                self.notify(exc.message, title="Transfer", severity="error")
+                return
+            bridge.on_finished(job_id, finished)
+            self.notify(f"{what} queued: {job.label}", timeout=3)
+
+    async def _ask_conflicts(self, spec: JobSpec, dst: FilePane,
+                             entries: list[RemoteEntry]) -> list[JobSpec] | None:
+        """The file-exists question (tui/dialogs/conflict.py) for each item whose name the
+        destination folder already has, until *apply to all*; returns one job per chosen
+        policy (``on_conflict``; skipped items left out), or None when cancelled. Items that
+        do not exist there go with the first job (their policy never matters)."""
+        target = dst.source
+        assert target is not None
+        try:
+            listing = await target.list(dst.path)
+        except FerryError:
+            return [spec]  # the engine reports a destination it cannot list
+        there = {e.name: e for e in listing.entries}
+        site = self._remotes.get("right" if dst is self.right else "left")
+        encrypted = site is not None and site.site.encrypt_at_rest
+
+        def existing(entry: RemoteEntry) -> RemoteEntry | None:
+            """What the item would land on: an upload to an encrypted site is NAME.ferry, a
+            download of NAME.ferry from one is NAME (docs/security.md)."""
+            names = [entry.name]
+            if entry.kind == "file" and spec.direction == "put" and encrypted:
+                names.append(entry.name + CRYPT_SUFFIX)
+            if entry.kind == "file" and spec.direction == "get" and entry.name.endswith(
+                    CRYPT_SUFFIX) and self._remote is not None \
+                    and self._remote.site.encrypt_at_rest:
+                names.append(entry.name[: -len(CRYPT_SUFFIX)])
+            return next((there[n] for n in names if n in there), None)
+
+        # a file onto a folder (or the reverse) is no question of policy: the engine refuses
+        # it and the job says why (docs/transfers.md)
+        clashes = [(path, e, found) for path, e in zip(spec.sources, entries, strict=True)
+                   if (found := existing(e)) is not None
+                   and (found.kind == "dir") == (e.kind == "dir")]
+        if not clashes:
+            return [spec]
+        chosen: dict[str, str] = {}
+        policy_for_all: str | None = None
+        for index, (path, entry, found) in enumerate(clashes):
+            if policy_for_all is None:
+                answer = await ask(self.app, ConflictDialog(
+                    display_name(entry.name),
+                    f"{display_name(target.label)}:{display_name(dst.path)}",
+                    entry, found, others=len(clashes) - index - 1,
+                ))
+                if answer is None:
+                    return None
+                if answer.apply_all:
+                    policy_for_all = answer.policy
+                chosen[path] = answer.policy
+            else:
+                chosen[path] = policy_for_all
+        groups: dict[str, list[str]] = {}
+        for path in spec.sources:
+            policy = chosen.get(path)
+            if policy is None:  # no clash: joins the first job
+                policy = next((p for p in chosen.values() if p != "skip"), spec.on_conflict)
+            if policy != "skip":
+                groups.setdefault(policy, []).append(path)
+        return [replace(spec, sources=paths, on_conflict=policy)  # type: ignore[arg-type]
+                for policy, paths in groups.items()]
 
     # ------------------------------------------------------------------ file operations
 

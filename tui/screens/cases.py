@@ -102,11 +102,15 @@ class CasesScreen(Screen[None]):
     HELP_TITLE = "Cases"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "send", "Send study", id="ferry.cases.send"),
-        Binding("f", "fetch", "Fetch results", id="ferry.cases.fetch"),
+        Binding("f", "fetch", "Fetch", id="ferry.cases.fetch"),
+        Binding("F", "fetch_all", "Fetch all", show=False, id="ferry.cases.fetch_all"),
         Binding("v", "report", "Report", id="ferry.cases.report"),
         Binding("enter", "report", "Report", priority=True, show=False,
                 id="ferry.cases.report_enter"),
         Binding("a", "archive", "Archive", id="ferry.cases.archive"),
+        # the same key on a study-io site says why there is nothing to archive (same id, so a
+        # [keymap] entry moves both)
+        Binding("a", "archive_why", show=False, id="ferry.cases.archive"),
         Binding("space", "mark", "Select", show=False, id="ferry.cases.select"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="ferry.cases.reload"),
         Binding("escape", "back", "Back", id="ferry.cases.back"),
@@ -183,9 +187,12 @@ class CasesScreen(Screen[None]):
         return self.query_one("#cases", DataTable)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Archive is offered only on inbox-outbox sites."""
-        if action == "archive" and self.site is not None:
-            return self.site.layout == presets.INBOX_OUTBOX
+        """Archive is offered only on inbox-outbox sites; elsewhere its key says why."""
+        inbox = self.site is None or self.site.layout == presets.INBOX_OUTBOX
+        if action == "archive":
+            return inbox
+        if action == "archive_why":
+            return not inbox
         return True
 
     # ------------------------------------------------------------------ data
@@ -427,15 +434,38 @@ class CasesScreen(Screen[None]):
         await self._load()
 
     def action_fetch(self) -> None:
+        """The selected cases' (else the highlighted case's) results; ``F`` fetches all."""
+        if not self._ready():
+            return
+        chosen = sorted(self.marked) or ([c.case_id] if (c := self.selected()) else [])
+        if not chosen:
+            self.notify("no case highlighted (F fetches every ready result)", timeout=4)
+            return
+        states = {case_id: self.state_of(case_id) for case_id in chosen}
+        wanted = [case_id for case_id, state in states.items() if state == READY]
+        if not wanted:
+            case_id = chosen[0]
+            state = states[case_id]
+            why = ("already downloaded (Enter opens its report)" if state == DOWNLOADED
+                   else f"{state}: no results on the server yet" if state != ARCHIVED
+                   else "archived")
+            more = f" (and {len(chosen) - 1} more selected)" if len(chosen) > 1 else ""
+            self.notify(f"{case_id}{more}: {why}", title="Fetch", timeout=5)
+            return
+        self._fetch(wanted)
+
+    def action_fetch_all(self) -> None:
         if self._ready():
-            self._fetch()
+            self._fetch(None)
 
     @work(exclusive=True, group="cases-fetch", exit_on_error=False)
-    async def _fetch(self) -> None:
+    async def _fetch(self, cases: list[str] | None) -> None:
         engine = self._engine()
         if engine is None:
             return
-        self.notify("looking for results…", timeout=2)
+        what = "results" if cases is None else ", ".join(cases[:3]) + (
+            " …" if len(cases) > 3 else "")
+        self.notify(f"looking for {what}…", timeout=2)
 
         def on_event(event: CaseEvent) -> None:
             if event.kind == "downloaded":
@@ -444,7 +474,8 @@ class CasesScreen(Screen[None]):
                 self.app.notify(event.message, title="Cases", severity="warning", timeout=8)
 
         try:
-            report = await fetch_results(self.site, self.sftp, engine, on_event=on_event)
+            report = await fetch_results(self.site, self.sftp, engine, cases=cases,
+                                         on_event=on_event)
         except FerryError as exc:
             self.notify(exc.message, title="Fetch results", severity="error", timeout=12)
             return
@@ -467,11 +498,18 @@ class CasesScreen(Screen[None]):
         report = Path(case.report_path)
         self.app.push_screen(ViewerScreen(LocalSource(str(report.parent)), str(report)))
 
+    def action_archive_why(self) -> None:
+        self.notify(
+            f"nothing to archive on {self.site_name}: it has the {self.site.layout} layout, "
+            "where studies stay in input/ and output/ on the server; archiving (a) is for "
+            "inbox-outbox sites", title="Archive", severity="warning", timeout=8,
+        )
+
     def action_archive(self) -> None:
         if not self._ready():
             return
         if self.site.layout != presets.INBOX_OUTBOX:
-            self.notify("archiving is for inbox-outbox sites", severity="warning")
+            self.action_archive_why()
             return
         chosen = sorted(self.marked) or ([c.case_id] if (c := self.selected()) else [])
         if chosen:
@@ -556,7 +594,11 @@ def open_cases(screen: Any) -> None:
         return
     local_path = None
     with contextlib.suppress(Exception):
-        pane = screen.left
-        entry = pane.current_entry()
-        local_path = pane.path_of(entry) if entry is not None else pane.path
+        # "send a study" is prefilled from a local pane only: a path on a site is no local
+        # source (with a site in each pane there is none, and the dialog starts at the cwd)
+        pane = next((p for p in (screen.left, screen.right)
+                     if p.source is not None and not p.source.is_remote), None)
+        if pane is not None:
+            entry = pane.current_entry()
+            local_path = pane.path_of(entry) if entry is not None else pane.path
     app.push_screen(CasesScreen(site_name, source=remote, local_path=local_path))

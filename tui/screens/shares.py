@@ -408,7 +408,7 @@ async def _latest_event_id(client: ShareClient) -> int:
 
 async def _watch_events(app: App[Any]) -> None:
     since: int | None = None
-    names: dict[str, str] = {}
+    shares: dict[str, dict[str, Any]] = {}
     while True:
         try:
             client = ShareClient()
@@ -417,7 +417,7 @@ async def _watch_events(app: App[Any]) -> None:
             for event in await client.events(since, wait=EVENT_WAIT):
                 since = max(since, int(event["id"]))
                 if event.get("event") == "share.downloaded":
-                    await _announce(app, client, event, names)
+                    await _announce(app, client, event, shares)
         except ShareError:
             await asyncio.sleep(RETRY_SECONDS)  # no service (yet): look again later
         except Exception:  # a malformed answer must not end the notices for the session
@@ -425,17 +425,34 @@ async def _watch_events(app: App[Any]) -> None:
             await asyncio.sleep(RETRY_SECONDS)
 
 
+def recipient_label(recipient: dict[str, Any]) -> str:
+    """A recipient as the Shares screen shows it: the address, or ``(link)``."""
+    return str(recipient.get("email") or "(link)")
+
+
 async def _announce(
-    app: App[Any], client: ShareClient, event: dict[str, Any], names: dict[str, str]
+    app: App[Any], client: ShareClient, event: dict[str, Any], shares: dict[str, dict[str, Any]]
 ) -> None:
+    """``alice@nhs.net downloaded scan.zip``: the recipient named as on the Shares screen
+    (the service's event names a recipient without an address by its internal id)."""
     fields = event.get("fields") or {}
     share_id = str(fields.get("share", ""))
-    if share_id and share_id not in names:
-        try:
-            names[share_id] = str((await client.show(share_id)).get("name", ""))
+    who = str(fields.get("recipient") or "")
+
+    def known(share: dict[str, Any] | None) -> dict[str, str]:
+        return {str(r.get("id")): recipient_label(r)
+                for r in (share or {}).get("recipients", [])}
+
+    if share_id and (share_id not in shares or (who and who not in known(shares[share_id])
+                                                and "@" not in who)):
+        try:  # (again when a recipient was added since)
+            shares[share_id] = await client.show(share_id)
         except FerryError:
-            names[share_id] = ""
-    name = names.get(share_id) or f"share {share_id}"
-    who = str(fields.get("recipient") or "a recipient")
-    app.notify(f"{who} downloaded {name}", title="Download", timeout=10)
+            shares.setdefault(share_id, {})
+    share = shares.get(share_id) or {}
+    name = str(share.get("name") or "") or f"share {share_id}"
+    label = known(share).get(who) or (who if "@" in who else "a recipient")
+    if label == "(link)":
+        label = "someone with the anonymous link (link)"
+    app.notify(f"{label} downloaded {name}", title="Download", timeout=10)
     refresh_shares(app)

@@ -3,7 +3,10 @@
 Both register with the app's :class:`~tui.engine_bridge.EngineBridge`. Progress messages only
 update a model (the newest event per job); a timer redraws at most ``REDRAW_HZ`` times a
 second, so a transfer at full speed never floods the screen. The panel's keys pause / resume,
-cancel, retry and reorder the selected job; a failed job's full error shows under the table.
+cancel, retry and reorder the selected job, and forget finished ones (``x`` on a finished row,
+``C`` for all: ``backend.transfers.journal.forget_finished``); rows are newest first (running
+and waiting jobs in the order they run, then finished ones, latest on top) and the panel takes
+40% of the screen (at least 12 lines); a failed job's full error shows under the table.
 A done job's row names how its files were checked ("sha256 by read-back"; the weakest method
 when they differ, the full count under the table) instead of a full bar.
 """
@@ -24,7 +27,13 @@ from textual.widgets import DataTable, Static
 
 from backend.errors import FerryError
 from backend.names import display_name
-from backend.transfers.model import JobStatus, TransferEvent, verified_counts, verified_label
+from backend.transfers.model import (
+    FINISHED_STATES,
+    JobStatus,
+    TransferEvent,
+    verified_counts,
+    verified_label,
+)
 from backend.units import human_size
 from tui.engine_bridge import bridge_for
 from tui.messages import TransferChanged, TransferProgress
@@ -94,7 +103,13 @@ class QueueModel:
         self.verified: dict[int, list[tuple[str, int]]] = {}
 
     def rows(self) -> list[JobStatus]:
-        return [merge(j, self.events.get(j.id)) for j in self.jobs]
+        """Newest first: what is running or waiting (in the order it runs, so K/J move rows
+        visibly), then finished jobs, the latest on top."""
+        merged = [merge(j, self.events.get(j.id)) for j in self.jobs]
+        waiting = [j for j in merged if j.state not in FINISHED_STATES]
+        finished = sorted((j for j in merged if j.state in FINISHED_STATES),
+                          key=lambda j: j.id, reverse=True)
+        return waiting + finished
 
     def totals(self) -> dict[str, Any]:
         rows = self.rows()
@@ -215,7 +230,8 @@ class QueueTable(ListTable):
     HELP_TITLE = "Transfer queue"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "queue('toggle')", "Pause/resume", id="ferry.queue.pause"),
-        Binding("x,delete", "queue('cancel')", "Cancel transfer", id="ferry.queue.cancel"),
+        Binding("x,delete", "queue('cancel')", "Cancel", id="ferry.queue.cancel"),
+        Binding("C", "queue('clear')", "Clear done", id="ferry.queue.clear"),
         Binding("r", "queue('retry')", "Retry", id="ferry.queue.retry"),
         Binding("K,shift+up", "queue('up')", "Move up", id="ferry.queue.move_up"),
         Binding("J,shift+down", "queue('down')", "Move down", id="ferry.queue.move_down"),
@@ -238,7 +254,8 @@ class QueuePanel(_QueueListener, Vertical):
 
     DEFAULT_CSS = """
     QueuePanel {
-        height: 12;
+        height: 40%;
+        min-height: 12;
         max-height: 50%;
         border: round $primary;
         border-title-align: left;
@@ -413,12 +430,28 @@ class QueuePanel(_QueueListener, Vertical):
             callback=done,
         )
 
+    def _forget(self, job_ids: list[int] | None) -> None:
+        forgotten = bridge_for(self.app).forget_finished(job_ids)
+        if job_ids is None:
+            self.notify(f"cleared {len(forgotten)} finished transfer(s)" if forgotten
+                        else "no finished transfers to clear", title="Transfers", timeout=3)
+        self.model.stale = True
+
     async def act(self, what: str) -> None:
+        bridge = bridge_for(self.app)
+        if what == "clear":
+            try:
+                self._forget(None)
+            except (FerryError, RuntimeError) as exc:
+                self.notify(str(exc), title="Transfers", severity="error")
+            return
         job = self.selected()
         if job is None:
             return
-        bridge = bridge_for(self.app)
         try:
+            if what == "cancel" and job.state in FINISHED_STATES:
+                self._forget([job.id])  # nothing to stop: the row goes, its files stay
+                return
             if what == "toggle":
                 if job.state == "paused":
                     await bridge.call("resume", job.id)
