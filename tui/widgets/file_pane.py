@@ -18,6 +18,7 @@ import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, ClassVar
 
 from rich.cells import cell_len
@@ -125,6 +126,15 @@ def plan_columns(width: int, with_state: bool, name_need: int = MIN_NAME,
             chosen[key] = 10
             used += 12
     return ColumnSpec(name=max(width - used, MIN_NAME), **chosen)
+
+
+def in_name_order(entries: list[RemoteEntry]) -> bool:
+    """True when ``entries`` are folders first, each group by lower-cased name (the order the
+    pane shows for "name ▲"); checked pair by pair, keeping no key per entry."""
+    return all(
+        (a.kind != "dir", a.name.lower()) <= (b.kind != "dir", b.name.lower())
+        for a, b in pairwise(entries)
+    )
 
 
 def fit_name(text: str, width: int) -> str:
@@ -430,6 +440,10 @@ class FilePane(Vertical):
             needle = self.filter_text.lower()
             entries = (e for e in entries if needle in e.name.lower())
         key = self.sort_key
+        if key == "name" and not self.sort_reverse and in_name_order(self.entries):
+            # listings arrive in this order (backend/remote.py, backend/localfs.py): no sort,
+            # no key per entry (a folder of 200,000)
+            return list(entries)
         if key == "name":
             sort_key: Any = lambda e: e.name.lower()  # noqa: E731
         elif key == "size":

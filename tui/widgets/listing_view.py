@@ -114,14 +114,16 @@ class ListingView(ScrollView, can_focus=True):
     }
     """
 
+    # DataTable's keys. No descriptions: Help (tui/screens/help.py) lists every tui class's
+    # described bindings, and these standard moves were never listed there (as DataTable's).
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select_cursor", "Select", show=False),
-        Binding("up", "cursor_up", "Cursor up", show=False),
-        Binding("down", "cursor_down", "Cursor down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("ctrl+home", "scroll_top", "Top", show=False),
-        Binding("ctrl+end", "scroll_bottom", "Bottom", show=False),
+        Binding("enter", "select_cursor", show=False),
+        Binding("up", "cursor_up", show=False),
+        Binding("down", "cursor_down", show=False),
+        Binding("pageup", "page_up", show=False),
+        Binding("pagedown", "page_down", show=False),
+        Binding("ctrl+home", "scroll_top", show=False),
+        Binding("ctrl+end", "scroll_bottom", show=False),
     ]
 
     class RowHighlighted(Message):
