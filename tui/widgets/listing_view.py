@@ -168,6 +168,7 @@ class ListingView(ScrollView, can_focus=True):
         self._cursor = 0
         self._hover = -1  # the row under the mouse (-1: the header), shown while _show_hover
         self._show_hover = False
+        self._scroll_pending = False  # a scroll to the cursor waits for the first layout
         self._lines: dict[tuple[Any, ...], Strip] = {}
 
     # ------------------------------------------------------------------ contents
@@ -239,8 +240,10 @@ class ListingView(ScrollView, can_focus=True):
         return max(self.scrollable_content_region.height - 1, 1)  # less the header
 
     def _scroll_cursor_into_view(self, animate: bool = False) -> None:
-        if not self.scrollable_content_region.height:  # not laid out yet
-            self.call_after_refresh(self._scroll_cursor_into_view)
+        if not self.scrollable_content_region.height:  # not laid out (or hidden) yet
+            if not self._scroll_pending:
+                self._scroll_pending = True
+                self.call_after_refresh(self._scroll_when_laid_out)
             return
         top = round(self.scroll_y)
         page = self._page_height()
@@ -251,6 +254,10 @@ class ListingView(ScrollView, can_focus=True):
         else:
             return
         self.scroll_to(y=top, animate=animate, force=True, immediate=True)
+
+    def _scroll_when_laid_out(self) -> None:
+        self._scroll_pending = False
+        self._scroll_cursor_into_view()
 
     def _keyboard(self) -> None:
         if self._show_hover:
