@@ -1,8 +1,9 @@
 """``FilePane``: one side of the browser: path bar, listing table, filter field, status line.
 
 Listings load in a worker (the table shows a loading indicator; the UI never waits on the
-network). A listing is shown with one ``clear()`` + one ``add_rows()`` of precomputed cells, so
-10,000 entries appear at once. Every name is shown as a ``Text`` built from
+network). The table is a :class:`~tui.widgets.listing_view.ListingView`: it is given the number
+of rows and builds the cells of a row only while the row is on screen, so 200,000 entries
+appear as fast as 40 (bench/bench_tui.py). Every name is shown as a ``Text`` built from
 :func:`backend.names.display_name`: never parsed as markup, control characters replaced; the
 ``\\xHH`` escapes of a name that is not UTF-8 (backend/names.py) are shown reversed.
 
@@ -17,7 +18,7 @@ import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import zip_longest
+from itertools import pairwise
 from typing import Any, ClassVar
 
 from rich.cells import cell_len
@@ -27,11 +28,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.events import Resize
-from textual.geometry import Size
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import DataTable, Input, Static
-from textual.widgets._data_table import Row, RowKey
+from textual.widgets import Input, Static
 
 from backend.cases.layout import CaseMarker
 from backend.errors import FerryError
@@ -39,6 +38,7 @@ from backend.names import display_name
 from backend.remote import RemoteEntry
 from backend.sources import Source
 from backend.units import human_size
+from tui.widgets.listing_view import Column, ListingView
 from tui.widgets.path_bar import PathBar
 
 MIN_NAME = 15
@@ -78,24 +78,6 @@ def name_text(entry: RemoteEntry, marked: bool, width: int = 0) -> Text:
     if marked:
         text = Text.assemble(("✔ ", "bold reverse"), text, no_wrap=True, overflow="ellipsis")
     return text
-
-
-class NameCell:
-    """A name cell rendered only when its row is drawn (10,000 rows cost 10,000 tiny objects,
-    not 10,000 Text objects). Renders :func:`name_text`; ``str()`` is the shown text."""
-
-    __slots__ = ("entry", "marked", "width")
-
-    def __init__(self, entry: RemoteEntry, marked: bool, width: int = 0) -> None:
-        self.entry = entry
-        self.marked = marked
-        self.width = width
-
-    def __rich__(self) -> Text:
-        return name_text(self.entry, self.marked, self.width)
-
-    def __str__(self) -> str:
-        return name_text(self.entry, self.marked, self.width).plain
 
 
 @dataclass(frozen=True)
@@ -146,6 +128,15 @@ def plan_columns(width: int, with_state: bool, name_need: int = MIN_NAME,
     return ColumnSpec(name=max(width - used, MIN_NAME), **chosen)
 
 
+def in_name_order(entries: list[RemoteEntry]) -> bool:
+    """True when ``entries`` are folders first, each group by lower-cased name (the order the
+    pane shows for "name ▲"); checked pair by pair, keeping no key per entry."""
+    return all(
+        (a.kind != "dir", a.name.lower()) <= (b.kind != "dir", b.name.lower())
+        for a, b in pairwise(entries)
+    )
+
+
 def fit_name(text: str, width: int) -> str:
     """``text`` cut in the middle to ``width`` cells when longer (case names differ at the
     end: ``CASE-20261118-0031`` and ``…-0032`` must stay apart)."""
@@ -156,7 +147,7 @@ def fit_name(text: str, width: int) -> str:
     return f"{text[:head]}…{text[-tail:]}" if head > 0 else text[: width - 1] + "…"
 
 
-class FileTable(DataTable[Any]):
+class FileTable(ListingView):
     """The listing table with file-manager keys (hjkl, Enter, Backspace, Space...)."""
 
     HELP_TITLE = "Browser: file list"
@@ -188,49 +179,6 @@ class FileTable(DataTable[Any]):
 
     def on_resize(self, event: Resize) -> None:
         self.pane.fit_columns()
-
-    def add_rows(self, rows: Iterable[Iterable[Any]]) -> list[RowKey]:
-        """``DataTable.add_rows`` without its per-row bookkeeping (cursor re-validation and
-        column look-ups for every row): the same rows, keys and events, in one pass.
-        (Fills the same private structures as Textual 8's ``add_row``.)"""
-        columns = self.ordered_columns
-        keys = [column.key for column in columns]
-        was_empty = self.row_count == 0
-        row_keys: list[RowKey] = []
-        for cells in rows:
-            values = tuple(cells)
-            if len(values) > len(keys):
-                raise ValueError("More values provided than there are columns.")
-            row_key = RowKey(None)
-            self._row_locations[row_key] = len(self.rows)
-            self._data[row_key] = dict(zip_longest(keys, values))
-            self.rows[row_key] = Row(row_key, 1, None, False)
-            self._new_rows.add(row_key)
-            row_keys.append(row_key)
-        if row_keys:
-            self._require_update_dimensions = True
-            self.cursor_coordinate = self.cursor_coordinate
-            if was_empty and columns and self.show_cursor and self.cursor_type != "none":
-                self._highlight_cursor()
-            self._update_count += 1
-            self.check_idle()
-        return row_keys
-
-    def _update_dimensions(self, new_rows: Iterable[Any]) -> None:
-        """Skip DataTable's per-cell measuring when every column has a fixed width.
-
-        DataTable measures each new cell to size auto-width columns; ours are all sized by
-        :func:`plan_columns`, so for a 10,000-entry folder that work (seconds) buys nothing.
-        Only the virtual size needs updating. (Overrides a private Textual 8 method; falls back
-        to it whenever a column is auto-sized.)
-        """
-        if any(column.auto_width for column in self.columns.values()):
-            super()._update_dimensions(new_rows)
-            return
-        width = sum(column.get_render_width(self) for column in self.columns.values())
-        header = self.header_height if self.show_header else 0
-        self.virtual_size = Size(width + self._row_label_column_width,
-                                 self._total_row_height + header)
 
     def action_pane_up(self) -> None:
         self.pane.go_up()
@@ -343,8 +291,7 @@ class FilePane(Vertical):
         self.sort_key = "name"
         self.sort_reverse = False
         self.spec: ColumnSpec | None = None
-        self._row_keys: list[Any] = []
-        self._cell_cache: dict[str, tuple[Any, ...]] = {}
+        self._longest: tuple[list[RemoteEntry], int] | None = None  # (entries, longest name)
         self.listed = False  # True once the folder being loaded is shown
         self._focus_when_shown = False  # focus_table() was asked while the table was loading
         self.last_render_seconds = 0.0
@@ -355,7 +302,7 @@ class FilePane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield PathBar(self.source.label if self.source else "", self.path)
-        yield FileTable(cursor_type="row", zebra_stripes=False, cell_padding=1)
+        yield FileTable()
         yield FilterInput(placeholder="filter (Esc clears)", compact=True)
         yield Static("", classes="pane-status")
 
@@ -442,6 +389,7 @@ class FilePane(Vertical):
             self.notify(exc.message, title="Listing failed", severity="error", timeout=8)
             self.listed = True
             return
+        new_folder = listing.path != self.path
         if path != self.path:
             self.marked.clear()
             self.filter_text = ""
@@ -451,11 +399,11 @@ class FilePane(Vertical):
         self.entries = listing.entries
         self.markers = markers
         self.rejected = listing.rejected
-        self.marked &= {e.name for e in listing.entries}
-        self._cell_cache.clear()
+        if self.marked:
+            self.marked &= {e.name for e in listing.entries}
         self.query_one(PathBar).set_location(source.label, self.path)
         self.table.loading = False
-        self.refresh_rows(focus_name=focus_name)
+        self.refresh_rows(focus_name=focus_name, scroll_home=new_folder)
         self._focus_if_asked()
         self.listed = True
         self.call_after_refresh(self._painted)
@@ -492,6 +440,10 @@ class FilePane(Vertical):
             needle = self.filter_text.lower()
             entries = (e for e in entries if needle in e.name.lower())
         key = self.sort_key
+        if key == "name" and not self.sort_reverse and in_name_order(self.entries):
+            # listings arrive in this order (backend/remote.py, backend/localfs.py): no sort,
+            # no key per entry (a folder of 200,000)
+            return list(entries)
         if key == "name":
             sort_key: Any = lambda e: e.name.lower()  # noqa: E731
         elif key == "size":
@@ -504,10 +456,8 @@ class FilePane(Vertical):
         return [e for e in ordered if e.kind == "dir"] + [e for e in ordered if e.kind != "dir"]
 
     def _cells(self, entry: RemoteEntry, spec: ColumnSpec) -> tuple[Any, ...]:
-        cached = self._cell_cache.get(entry.name)
-        if cached is not None:
-            return cached
-        cells: list[Any] = [NameCell(entry, entry.name in self.marked, spec.name)]
+        """The cells of ``entry``'s row, built when the row is drawn (never for all rows)."""
+        cells: list[Any] = [name_text(entry, entry.name in self.marked, spec.name)]
         if spec.state:
             marker = self.markers.get(entry.name)
             cells.append(
@@ -520,39 +470,44 @@ class FilePane(Vertical):
             cells.append(modified(entry, spec.mtime))
         if spec.mode:
             cells.append(perms(entry))
-        row = tuple(cells)
-        self._cell_cache[entry.name] = row
-        return row
+        return tuple(cells)
 
     def _table_width(self) -> int:
         width = self.table.size.width or max(self.size.width - 2, 0)
         return max(width - 1, MIN_NAME + 2)  # the vertical scrollbar
 
+    def _longest_name(self) -> int:
+        """The longest name shown (cells), measured once per listing (a resize re-plans the
+        columns without walking 200,000 names again)."""
+        if self._longest is None or self._longest[0] is not self.entries:
+            longest = max((len(display_name(e.name)) + (e.kind in ("dir", "link"))
+                           for e in self.entries), default=0)
+            self._longest = (self.entries, longest)
+        return self._longest[1]
+
     def _plan(self) -> ColumnSpec:
-        longest = max((len(display_name(e.name)) + (e.kind in ("dir", "link"))
-                       for e in self.entries), default=0)
         state = max((len(m.state) for m in self.markers.values()), default=0)
-        return plan_columns(self._table_width(), bool(self.markers), longest, state)
+        return plan_columns(self._table_width(), bool(self.markers), self._longest_name(), state)
 
     def _ensure_columns(self) -> bool:
         spec = self._plan()
         if spec == self.spec:
             return False
         self.spec = spec
-        self._cell_cache.clear()
-        table = self.table
-        table.clear(columns=True)
         headers = {"name": "Name", "state": "State", "size": "Size", "mtime": "Modified",
                    "mode": "Perms"}
+        columns = []
         for key in spec.keys:
             label = headers[key]
             if key == self.sort_key:
                 label += " ▼" if self.sort_reverse else " ▲"
-            table.add_column(label, key=key, width=getattr(spec, key))
+            columns.append(Column(key, Text(label), getattr(spec, key)))
+        self.table.set_columns(columns)
         return True
 
-    def refresh_rows(self, focus_name: str | None = None) -> None:
-        """Rebuild the table from ``entries`` (one clear + one add_rows)."""
+    def refresh_rows(self, focus_name: str | None = None, *, scroll_home: bool = False) -> None:
+        """Show ``entries`` again (filtered, sorted, columns re-planned); the cursor stays on
+        the entry it is on (or moves to ``focus_name``); ``scroll_home``: a new folder."""
         started = time.perf_counter()
         table = self.table
         if focus_name is None and self.rows and 0 <= table.cursor_row < len(self.rows):
@@ -561,14 +516,12 @@ class FilePane(Vertical):
         self._ensure_columns()
         spec = self.spec
         assert spec is not None
-        table.clear()
-        self.rows = self.visible_entries()
-        self._row_keys = table.add_rows([self._cells(e, spec) for e in self.rows])
+        rows = self.rows = self.visible_entries()
+        cursor = 0
         if focus_name is not None:
-            for index, entry in enumerate(self.rows):
-                if entry.name == focus_name:
-                    table.move_cursor(row=index, animate=False)
-                    break
+            cursor = next((i for i, e in enumerate(rows) if e.name == focus_name), 0)
+        table.set_rows(len(rows), lambda index: self._cells(rows[index], spec), cursor=cursor,
+                       scroll_home=scroll_home)
         self._update_status()
         self.last_render_seconds = time.perf_counter() - started
 
@@ -602,12 +555,12 @@ class FilePane(Vertical):
         self.query_one(".pane-status", Static).update(Text(" · ".join(parts), no_wrap=True,
                                                            overflow="ellipsis"))
 
-    @on(DataTable.RowHighlighted)
-    def _on_highlight(self, event: DataTable.RowHighlighted) -> None:
+    @on(ListingView.RowHighlighted)
+    def _on_highlight(self, event: ListingView.RowHighlighted) -> None:
         self._update_status()
 
-    @on(DataTable.RowSelected)
-    def _on_selected(self, event: DataTable.RowSelected) -> None:
+    @on(ListingView.RowSelected)
+    def _on_selected(self, event: ListingView.RowSelected) -> None:
         event.stop()
         self.open_current()
 
@@ -666,11 +619,8 @@ class FilePane(Vertical):
             self.marked.discard(entry.name)
         else:
             self.marked.add(entry.name)
-        self._cell_cache.pop(entry.name, None)
         row = self.table.cursor_row
-        self.table.update_cell(
-            self._row_keys[row], "name", NameCell(entry, entry.name in self.marked)
-        )
+        self.table.refresh_row(row)
         if row + 1 < len(self.rows):
             self.table.move_cursor(row=row + 1)
         self._update_status()
@@ -678,7 +628,6 @@ class FilePane(Vertical):
     def mark_all(self) -> None:
         names = {e.name for e in self.rows}
         self.marked = set() if names <= self.marked else names
-        self._cell_cache.clear()
         self.refresh_rows()
 
     def toggle_hidden(self) -> None:
@@ -703,10 +652,10 @@ class FilePane(Vertical):
         self.sort_reverse = not self.sort_reverse
         self.refresh_rows()
 
-    @on(DataTable.HeaderSelected)
-    def _on_header(self, event: DataTable.HeaderSelected) -> None:
+    @on(ListingView.HeaderSelected)
+    def _on_header(self, event: ListingView.HeaderSelected) -> None:
         event.stop()
-        key = str(event.column_key.value)
+        key = event.column_key
         self.sort_by("name" if key == "state" else key)
 
     def start_filter(self) -> None:
