@@ -62,6 +62,8 @@ async def test_send_is_not_prefilled_with_a_path_on_the_site(
 
         await wait_for(pilot, lambda: browse.left.source is not None and "input" in shown())
         await goto(pilot, browse.left, "input")
+        browse.left.focus_table()  # the site's pane (the start-up focus is not under test)
+        await wait_for(pilot, lambda: browse.left.table.has_focus)
         await pilot.press("enter")
         await wait_for(pilot, lambda: browse.left.path.endswith("/input")
                        and created["studies"][0] in shown())
