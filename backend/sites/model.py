@@ -32,6 +32,16 @@ def default_user() -> str:
         return "root"
 
 
+def local_user() -> str:
+    """This machine's user name as shares and the audit log record it (a share's sender, who
+    revoked or extended it); ``"unknown"`` when the platform cannot tell (no passwd entry).
+    Unlike :func:`default_user` (an SSH login name) it never guesses ``root``."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
 @dataclass
 class Site:
     name: str

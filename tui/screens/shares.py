@@ -26,6 +26,7 @@ from textual.widgets import DataTable, Footer, Static
 from backend.errors import FerryError, ShareError
 from backend.shares.client import ShareClient
 from backend.shares.policy import parse_duration
+from backend.sites.model import local_user
 from tui.dialogs import ConfirmDialog, MessageDialog, TextInputDialog, ask
 from tui.dialogs.share import error_line, parse_recipients
 from tui.dialogs.text import plain
@@ -364,9 +365,7 @@ def _state_text(state: str) -> Text:
 
 
 def _actor() -> str:
-    from tui.dialogs.share import _user
-
-    return _user()
+    return local_user()
 
 
 # ---------------------------------------------------------------------- App-level watcher
