@@ -406,7 +406,7 @@ async def read_remote_zip(sftp: asyncssh.SFTPClient, path: str, size: int, *, la
     buf = io.BytesIO()
     with remote.sftp_errors(path):
         async with sftp.open(path, "rb") as fh:
-            while chunk := await fh.read(1 << 20):
+            while chunk := await remote.read_bytes(fh, 1 << 20):
                 buf.write(chunk)
     buf.seek(0)
     headers = await asyncio.to_thread(read_zip, buf, label=label or path)

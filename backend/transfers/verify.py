@@ -39,6 +39,7 @@ import asyncssh
 
 from backend.errors import ConnectError
 from backend.names import NAME_CODEC
+from backend.remote import read_bytes
 from backend.transfers.pool import SitePool
 
 log = logging.getLogger("ferry.transfers")
@@ -352,7 +353,7 @@ async def remote_tail(sftp: asyncssh.SFTPClient, path: str, size: int) -> bytes:
     async with sftp.open(path, "rb", block_size=TAIL, max_requests=4) as fh:
         out = bytearray()
         while len(out) < size - start:
-            chunk = await fh.read(size - start - len(out), start + len(out))
+            chunk = await read_bytes(fh, size - start - len(out), start + len(out))
             if not chunk:
                 break
             out += chunk
