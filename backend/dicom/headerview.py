@@ -92,8 +92,8 @@ def header_rows(ds: Dataset, *, reveal: bool = False, depth: int = 0) -> list[He
         rows += header_rows(ds.file_meta, reveal=reveal, depth=0)
     if depth > _MAX_DEPTH:
         return rows
-    for tag in list(ds.keys()):
-        tag = int(tag)
+    for key in list(ds.keys()):
+        tag = int(key)
         try:
             elem = ds[tag]
         except Exception:

@@ -150,7 +150,7 @@ def _parse(view: _SparseView) -> Dataset | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = dcmread(view, stop_before_pixels=True, defer_size=DEFER)  # type: ignore[arg-type]
+            ds = dcmread(view, stop_before_pixels=True, defer_size=DEFER)
     except InvalidDicomError:
         if view.missing is not None:
             return None
@@ -297,7 +297,7 @@ def read_zip(path: Path | IO[bytes], head: int = HEAD, *, label: str = "") -> He
                     continue
                 with zf.open(info) as fh:
 
-                    def fetch(offset: int, length: int, fh: zipfile.ZipExtFile = fh) -> bytes:
+                    def fetch(offset: int, length: int, fh: IO[bytes] = fh) -> bytes:
                         fh.seek(offset)
                         return fh.read(length)
 

@@ -49,7 +49,8 @@ class _ClientErrorFilter(logging.Filter):
         if isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500:
             first = (exc.message or "").strip().splitlines()
             record.msg = "refused a malformed request from %s: %s"
-            record.args = (record.args[0] if record.args else "?", first[0] if first else "")
+            args = record.args if isinstance(record.args, tuple) else ()
+            record.args = (args[0] if args else "?", first[0] if first else "")
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.exc_info, record.exc_text = None, None
         return True

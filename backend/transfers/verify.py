@@ -34,6 +34,7 @@ import os
 import re
 import secrets
 import shlex
+from collections.abc import Coroutine
 
 import asyncssh
 
@@ -179,8 +180,8 @@ class RemoteHasher:
             self._running -= 1
             self._kick()
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
