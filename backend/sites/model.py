@@ -115,9 +115,12 @@ class Site:
         return f"{self.user}@{self.host}:{self.port}"
 
 
-def secret_name(
-    site_name: str, kind: Literal["password", "passphrase", "encryption-key"]
-) -> str:
+SecretKind = Literal["password", "passphrase", "encryption-key"]
+"""The secrets the vault keeps per site (:func:`secret_name`)."""
+SECRET_KINDS: tuple[SecretKind, ...] = ("password", "passphrase", "encryption-key")
+
+
+def secret_name(site_name: str, kind: SecretKind) -> str:
     """The vault entry holding a site's password, its key's passphrase, or its
     encryption-at-rest key (backend/atrest.py)."""
     return f"site/{site_name}/{kind}"

@@ -303,6 +303,7 @@ async def _create_local(args: argparse.Namespace, password: str | None, path: Pa
                 copy.path.unlink()
     if copy is not None:
         share_id = result["share"]["id"]
+        assert vault is not None  # unlocked with the de-identified copy above
         mappings = MappingStore(vault)
         for m in copy.mappings:
             mappings.add(m, case_id=share_id, site="share")
