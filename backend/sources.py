@@ -128,7 +128,7 @@ class RemoteSource(Source):
     _closed: bool = field(default=False, repr=False)
 
     @property
-    def label(self) -> str:  # type: ignore[override]
+    def label(self) -> str:  # type: ignore[override]  # derived here, a field on the base
         return self.site.name
 
     @classmethod

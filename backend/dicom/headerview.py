@@ -46,8 +46,8 @@ def parse_head(data: bytes, total: int | None = None) -> Dataset | None:
                 return None
             offset, length = steps.send(data[offset : offset + length])
     except StopIteration as done:
-        ds, _reason, _got = done.value
-        return ds  # type: ignore[no-any-return]
+        found: tuple[Dataset | None, str, int] = done.value  # StopIteration.value is Any
+        return found[0]
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,8 @@ def read_header_sync(fetch: Callable[[int, int], bytes], total: int,
         while True:
             request = steps.send(fetch(*request))
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        found: tuple[Dataset | None, str, int] = done.value  # StopIteration.value is Any
+        return found
 
 
 async def read_header_async(fetch: Callable[[int, int], Awaitable[bytes]], total: int,
@@ -214,7 +215,8 @@ async def read_header_async(fetch: Callable[[int, int], Awaitable[bytes]], total
         while True:
             request = steps.send(await fetch(*request))
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        found: tuple[Dataset | None, str, int] = done.value  # StopIteration.value is Any
+        return found
 
 
 # ----------------------------------------------------------------------------- local folder

@@ -288,7 +288,7 @@ async def start_share_service(
     service.public_url = (public_url or url).rstrip("/")
     handle = ServiceHandle(runner, service, url, service.public_url, token, cafile)
     with contextlib.suppress(OSError):
-        service.blobs.cleanup_partial()  # type: ignore[attr-defined]
+        service.blobs.cleanup_partial()
     handle.tasks.append(asyncio.create_task(_purge_loop(service, purge_interval)))
     handle.tasks.append(asyncio.create_task(_refusals_loop(service)))
     if write_info:

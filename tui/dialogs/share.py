@@ -37,7 +37,7 @@ from textual.widgets.option_list import Option
 from backend.errors import FerryError
 from backend.log import register_secret
 from backend.remote import RemoteEntry
-from backend.shares.client import ShareClient, local_file_source, sftp_source
+from backend.shares.client import CreatedJSON, ShareClient, local_file_source, sftp_source
 from backend.shares.service import normalise_email
 from backend.sites.model import local_user
 from backend.units import human_size
@@ -63,7 +63,7 @@ def error_line(exc: FerryError) -> str:
     return f"{exc.message} ({exc.hint})" if exc.hint else exc.message
 
 
-class ShareDialog(FerryDialog[dict[str, Any] | None]):
+class ShareDialog(FerryDialog[CreatedJSON | None]):
     """Ask how to share ``name`` and create the share; dismisses with the service's answer."""
 
     HELP_TITLE = "Share a file"
@@ -239,7 +239,7 @@ class ShareResultDialog(FerryDialog[None]):
     ShareResultDialog .hint { padding: 0; }
     """
 
-    def __init__(self, result: dict[str, Any]) -> None:
+    def __init__(self, result: CreatedJSON) -> None:
         super().__init__()
         self.result = result
         self.items: list[tuple[str, str]] = []  # (what, text to copy)
@@ -354,7 +354,7 @@ def share_file(app: App[Any], source: Any, path: str, entry: RemoteEntry) -> Non
         def open_source() -> AsyncIterator[bytes]:
             return local_file_source(Path(path))
 
-    def done(result: dict[str, Any] | None) -> None:
+    def done(result: CreatedJSON | None) -> None:
         if result:
             app.push_screen(ShareResultDialog(result))
             app.post_message(ShareCreated())  # the app refreshes the Shares screens
