@@ -14,7 +14,7 @@ import shlex
 
 import asyncssh
 
-from backend.remote import sftp_errors
+from backend.remote import read_bytes, sftp_errors
 
 CHUNK = 1 << 20
 EXEC_TIMEOUT = 120.0
@@ -51,7 +51,7 @@ async def sftp_sha256(sftp: asyncssh.SFTPClient, path: str) -> str:
     digest = hashlib.sha256()
     with sftp_errors(path):
         async with sftp.open(path, "rb") as fh:
-            while chunk := await fh.read(CHUNK):
+            while chunk := await read_bytes(fh, CHUNK):
                 digest.update(chunk)
     return digest.hexdigest()
 

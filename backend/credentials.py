@@ -23,7 +23,7 @@ def needs_password(site: Site) -> bool:
 
 
 def needs_passphrase(site: Site) -> bool:
-    return bool(site.key_file) and key_needs_passphrase(site.key_file)
+    return bool(site.key_file) and key_needs_passphrase(site.key_file or "")
 
 
 def needs_vault(site: Site) -> bool:

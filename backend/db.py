@@ -134,7 +134,7 @@ def user_version(con: sqlite3.Connection) -> int:
 
 
 def _is_empty(con: sqlite3.Connection) -> bool:
-    return con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    return int(con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]) == 0
 
 
 def backup_path(path: Path, version: int) -> Path:

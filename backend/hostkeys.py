@@ -33,8 +33,9 @@ class PresentedKey:
     line: str
 
 
-HostKeyPrompt = Callable[[str, PresentedKey], Awaitable[TrustDecision]]
-"""``await prompt(site_name, presented_key)`` -> what to do with an unknown host key."""
+HostKeyPrompt = Callable[[str, PresentedKey], Awaitable[TrustDecision | None]]
+"""``await prompt(site_name, presented_key)`` -> what to do with an unknown host key (None: no
+one could be asked; the connection fails closed, backend/ssh.py)."""
 
 
 def fingerprint(key: asyncssh.SSHKey) -> str:

@@ -94,7 +94,7 @@ def _codec_decode(data: bytes, errors: str = "strict") -> tuple[str, int]:
 def _find_codec(name: str) -> codecs.CodecInfo | None:
     if name != NAME_CODEC:
         return None
-    return codecs.CodecInfo(_codec_encode, _codec_decode, name=NAME_CODEC)  # type: ignore[arg-type]
+    return codecs.CodecInfo(_codec_encode, _codec_decode, name=NAME_CODEC)  # type: ignore[arg-type]  # typeshed: any Buffer; codecs passes bytes
 
 
 codecs.register(_find_codec)

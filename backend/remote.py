@@ -15,9 +15,9 @@ import contextlib
 import posixpath
 import re
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import asyncssh
 
@@ -103,6 +103,16 @@ def translate_sftp_error(exc: BaseException, path: str) -> FerryError:
     return TransferError(f"{shown}: {display_name(str(exc))}")
 
 
+async def read_bytes(fh: asyncssh.SFTPClientFile, size: int = -1,
+                     offset: int | None = None) -> bytes:
+    """``fh.read(size, offset)`` on a file opened in binary mode ("rb", no encoding): bytes.
+
+    asyncssh annotates ``SFTPClientFile.read`` as returning an unbound ``AnyStr`` (its class is
+    not generic over the encoding), which type checkers read as ``str``; this says what a
+    binary open returns."""
+    return cast(bytes, await fh.read(size, offset))
+
+
 @contextlib.contextmanager
 def sftp_errors(path: str) -> Iterator[None]:
     """Turn SFTP/OS errors raised inside the block into typed Ferry errors about ``path``."""
@@ -159,7 +169,9 @@ async def list_dir(sftp: asyncssh.SFTPClient, path: str, *, links: bool = True,
     rejected: list[str] = []
     seen = 0
     with sftp_errors(path):
-        async with contextlib.aclosing(sftp.scandir(path)) as scan:
+        # asyncssh annotates scandir() as an AsyncIterator; it is an async generator (aclose)
+        scan_gen = cast("AsyncGenerator[asyncssh.SFTPName, None]", sftp.scandir(path))
+        async with contextlib.aclosing(scan_gen) as scan:
             async for item in scan:
                 if item.filename in (".", ".."):
                     continue
@@ -352,5 +364,5 @@ async def read_head(
     """The first ``limit`` bytes of a remote file and whether it was truncated."""
     with sftp_errors(path):
         async with sftp.open(path, "rb") as fh:
-            data = await fh.read(limit + 1)
+            data = await read_bytes(fh, limit + 1)
     return data[:limit], len(data) > limit

@@ -29,7 +29,7 @@ import asyncssh
 from backend import atrest, credentials, paths, ssh
 from backend.errors import AuthError, CancelledByUser, HostKeyChangedError, UsageError
 from backend.hostkeys import PresentedKey, TrustDecision
-from backend.sites.model import Site, secret_name
+from backend.sites.model import SecretKind, Site, secret_name
 from backend.sites.store import SiteStore
 from backend.vault import Vault
 
@@ -156,13 +156,14 @@ class Session:
             return ssh.Credentials()
         vault = await self.vault()
         found: dict[str, str | None] = {}
-        for needed, kind, what, flag in (
+        checks: tuple[tuple[bool, SecretKind, str, str], ...] = (
             (need_password, "password", "password", "--password-stdin"),
             (need_passphrase, "passphrase", "key passphrase", "--key-passphrase-stdin"),
-        ):
+        )
+        for needed, kind, what, flag in checks:
             if not needed:
                 continue
-            value = vault.get(secret_name(site.name, kind)) if vault is not None else None  # type: ignore[arg-type]
+            value = vault.get(secret_name(site.name, kind)) if vault is not None else None
             if value is None:
                 value = await self.prompter.secret(site, what)
             if value is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import builtins
 import contextlib
 import os
 import posixpath
@@ -42,7 +43,9 @@ class Source(abc.ABC):
     async def list(self, path: str) -> Listing:
         """Implemented by each source."""
 
-    async def markers(self, path: str, entries: list[RemoteEntry]) -> dict[str, CaseMarker]:
+    async def markers(
+        self, path: str, entries: builtins.list[RemoteEntry]
+    ) -> dict[str, CaseMarker]:
         return {}
 
     @abc.abstractmethod
@@ -54,7 +57,7 @@ class Source(abc.ABC):
         """Implemented by each source."""
 
     @abc.abstractmethod
-    async def plan_delete(self, path: str) -> list[WalkItem]:
+    async def plan_delete(self, path: str) -> builtins.list[WalkItem]:
         """Implemented by each source."""
 
     @abc.abstractmethod
@@ -99,7 +102,7 @@ class LocalSource(Source):
     async def rename(self, parent: str, old: str, new: str) -> str:
         return await asyncio.to_thread(localfs.rename, parent, old, new)
 
-    async def plan_delete(self, path: str) -> list[WalkItem]:
+    async def plan_delete(self, path: str) -> builtins.list[WalkItem]:
         return await asyncio.to_thread(localfs.plan_delete, path)
 
     async def delete(self, path: str) -> int:
@@ -125,7 +128,7 @@ class RemoteSource(Source):
     _closed: bool = field(default=False, repr=False)
 
     @property
-    def label(self) -> str:  # type: ignore[override]
+    def label(self) -> str:  # type: ignore[override]  # derived here, a field on the base
         return self.site.name
 
     @classmethod
@@ -154,7 +157,9 @@ class RemoteSource(Source):
     async def list(self, path: str) -> Listing:
         return await remote.list_dir(self.sftp, path)
 
-    async def markers(self, path: str, entries: list[RemoteEntry]) -> dict[str, CaseMarker]:
+    async def markers(
+        self, path: str, entries: builtins.list[RemoteEntry]
+    ) -> dict[str, CaseMarker]:
         if self.site.layout == "generic":
             return {}
 
@@ -172,7 +177,7 @@ class RemoteSource(Source):
     async def rename(self, parent: str, old: str, new: str) -> str:
         return await remote.rename(self.sftp, parent, old, new)
 
-    async def plan_delete(self, path: str) -> list[WalkItem]:
+    async def plan_delete(self, path: str) -> builtins.list[WalkItem]:
         return await remote.plan_delete(self.sftp, path)
 
     async def delete(self, path: str) -> int:

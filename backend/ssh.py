@@ -256,7 +256,8 @@ def _translate(site: Site, exc: BaseException) -> FerryError:
 
 
 SiteLookup = Callable[[str], Site]
-PinHostKey = Callable[[str, str], None]
+PinHostKey = Callable[[str, str], object]
+"""``pin(site_name, key_line)`` saves an accepted host key (its result is not used)."""
 
 
 async def connect(

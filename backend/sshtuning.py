@@ -140,7 +140,7 @@ def slice_reads(conn: asyncssh.SSHClientConnection) -> None:
         for start in range(0, len(data), RECV_SLICE):
             deliver(view[start:start + RECV_SLICE].tobytes(), datatype)
 
-    conn.data_received = data_received  # type: ignore[method-assign]
+    conn.data_received = data_received  # type: ignore[method-assign]  # this connection only
 
 
 _EMPTY_STRING = b"\0\0\0\0"  # an SSH string of length 0, the payload of asyncssh's filler
@@ -165,4 +165,4 @@ def skip_ignore_packets(conn: asyncssh.SSHClientConnection) -> None:
             return
         send(pkttype, *args, **kwargs)
 
-    conn.send_packet = send_packet  # type: ignore[method-assign]
+    conn.send_packet = send_packet  # type: ignore[method-assign]  # this connection only

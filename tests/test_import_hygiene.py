@@ -72,3 +72,14 @@ def test_the_tui_does_not_import_the_cli() -> None:
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             lazy += [f"{rel}:{node.lineno} {n}" for n in names if n.startswith("tui.cli")]
     assert lazy == [], f"the TUI imports the CLI: {lazy}"
+
+
+def test_import_contracts_hold() -> None:
+    """The layer contracts in pyproject.toml ([tool.importlinter]): backend is UI-free, the TUI
+    layers cli > app > screens > widgets > dialogs only import downwards (lazy imports inside
+    functions count too: the Share… dialog once imported the Shares screen to refresh it)."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    out = subprocess.run(
+        [str(lint), "--no-cache", "--no-logo"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-1000:]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import asyncssh
 from textual import events
@@ -30,8 +30,16 @@ from tui.commands import FerryCommands, ThemeCommands
 from tui.dialogs import ConfirmDialog, HostKeyDialog, SecretDialog, ask
 from tui.key_order import KeyOrder
 from tui.keymap_check import binding_table, check_keymap
+from tui.messages import ShareCreated
 from tui.settings import DEFAULT_THEME, Settings, load_settings, save_theme
 from tui.themes import load_builtin_themes, load_user_themes
+
+if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
+    from textual.theme import Theme
+
+    from backend.transfers import TransferEngine
+    from tui.services import FerryServices
 
 log = logging.getLogger("ferry.tui")
 
@@ -57,7 +65,7 @@ class FerryApp(App[None]):
         self.demo = demo
         self.session = Session(DialogPrompter(self))
         self.store: SiteStore = self.session.store
-        self.engine: Any = None
+        self.engine: TransferEngine | None = None
         self.settings = Settings()
         self._settings_ok = True
         self._shown_theme = DEFAULT_THEME
@@ -81,7 +89,7 @@ class FerryApp(App[None]):
         message: str,
         *,
         title: str = "",
-        severity: Any = "information",
+        severity: SeverityLevel = "information",
         timeout: float | None = None,
         markup: bool = True,
     ) -> None:
@@ -109,6 +117,14 @@ class FerryApp(App[None]):
         start_share_events(self)  # download notices from a running share service
         if self.start_site:
             self.open_browser(self.start_site)
+
+    def on_share_created(self, message: ShareCreated) -> None:
+        """A share was made in the Share… dialog: its links now appear on the Shares screen,
+        and its downloads are announced."""
+        from tui.screens.shares import refresh_shares, start_share_events
+
+        start_share_events(self)
+        refresh_shares(self)
 
     async def on_unmount(self) -> None:
         self._key_order.stop()
@@ -146,7 +162,7 @@ class FerryApp(App[None]):
             )
         self.theme_changed_signal.subscribe(self, self._remember_theme)
 
-    def _remember_theme(self, theme: Any) -> None:
+    def _remember_theme(self, theme: Theme) -> None:
         if not self._settings_ok or theme.name == self._shown_theme:
             return
         self._shown_theme = self.settings.theme = theme.name
@@ -225,7 +241,7 @@ class FerryApp(App[None]):
     # ------------------------------------------------------------------ connecting
 
     @property
-    def _vault(self) -> Vault | None:
+    def vault(self) -> Vault | None:
         """The vault if this session unlocked it already (never prompts)."""
         return self.session.unlocked_vault
 
@@ -292,3 +308,7 @@ def _long_enough(value: str) -> str | None:
     if len(value) < MIN_PASSPHRASE:
         return f"at least {MIN_PASSPHRASE} characters"
     return None
+
+
+if TYPE_CHECKING:
+    _services: FerryServices = FerryApp()  # FerryApp is what tui/services.py promises

@@ -7,17 +7,21 @@ the key it is bound to.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+Command = Callable[[], object]
+"""What an entry runs (an action, or setting the theme)."""
 
 
 class FerryCommands(Provider):
     """One palette entry per binding that has a description."""
 
-    def _commands(self) -> list[tuple[str, str, object]]:
+    def _commands(self) -> list[tuple[str, str, Command]]:
         seen: set[tuple[str, str]] = set()
-        out: list[tuple[str, str, object]] = []
+        out: list[tuple[str, str, Command]] = []
         for key, active in self.screen.active_bindings.items():
             binding = active.binding
             if not binding.description or not active.enabled:
@@ -36,22 +40,22 @@ class FerryCommands(Provider):
 
     async def discover(self) -> Hits:
         for name, help_text, callback in self._commands():
-            yield DiscoveryHit(name, callback, help=help_text)  # type: ignore[arg-type]
+            yield DiscoveryHit(name, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for name, help_text, callback in self._commands():
             score = matcher.match(name)
             if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)  # type: ignore[arg-type]
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
 class ThemeCommands(Provider):
     """F9: every theme, the one in use marked ``● … (current)``."""
 
-    def _themes(self) -> list[tuple[str, str, object]]:
+    def _themes(self) -> list[tuple[str, str, Command]]:
         current = self.app.theme
-        out = []
+        out: list[tuple[str, str, Command]] = []
         for name in sorted(self.app.available_themes):
             mark = "● " if name == current else "  "
             out.append((name, mark + name, partial(setattr, self.app, "theme", name),))
@@ -60,7 +64,7 @@ class ThemeCommands(Provider):
     async def discover(self) -> Hits:
         for name, shown, callback in self._themes():
             current = name == self.app.theme
-            yield DiscoveryHit(shown, callback, text=name,  # type: ignore[arg-type]
+            yield DiscoveryHit(shown, callback, text=name,
                                help="current theme" if current else None)
 
     async def search(self, query: str) -> Hits:
@@ -68,5 +72,5 @@ class ThemeCommands(Provider):
         for name, shown, callback in self._themes():
             score = matcher.match(name)
             if score > 0:
-                yield Hit(score, matcher.highlight(shown), callback, text=name,  # type: ignore[arg-type]
+                yield Hit(score, matcher.highlight(shown), callback, text=name,
                           help="current theme" if name == self.app.theme else None)

@@ -14,32 +14,39 @@ from __future__ import annotations
 import contextlib
 import inspect
 import posixpath
-from collections.abc import Callable
-from typing import Any
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 from textual.widget import Widget
 
 from backend.transfers.model import FINISHED_STATES, JobStatus, TransferEvent
 from tui.messages import TransferChanged, TransferProgress
+from tui.services import ferry
 
-FinishedCallback = Callable[[JobStatus | None, TransferEvent], Any]
+if TYPE_CHECKING:
+    from backend.transfers import JobSpec, TransferEngine
+
+FinishedCallback = Callable[[JobStatus | None, TransferEvent], Awaitable[None] | None]
+
+_BRIDGES: weakref.WeakKeyDictionary[App[object], EngineBridge] = weakref.WeakKeyDictionary()
 
 
 class EngineBridge:
-    def __init__(self, app: App[Any]) -> None:
+    def __init__(self, app: App[object]) -> None:
         self.app = app
-        self.engine: Any = None
-        self._unsubscribe: Callable[[], Any] | None = None
+        self.engine: TransferEngine | None = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._listeners: list[Widget] = []
         self._finished_callbacks: dict[int, FinishedCallback] = {}
         self._notified: set[tuple[int, str]] = set()
         self.latest: dict[int, TransferEvent] = {}
 
     # -- wiring ------------------------------------------------------------------------
-    def attach(self) -> Any:
+    def attach(self) -> TransferEngine | None:
         """Subscribe to ``app.engine`` if it exists and changed; returns the engine or None."""
-        engine = getattr(self.app, "engine", None)
+        engine = ferry(self.app).engine
         if engine is self.engine:
             return engine
         self.detach()
@@ -80,12 +87,34 @@ class EngineBridge:
     def status(self, job_id: int) -> JobStatus | None:
         return next((j for j in self.jobs() if j.id == job_id), None)
 
-    async def call(self, name: str, *args: Any) -> Any:
-        """Call an engine method (sync or async) by name."""
+    def running(self) -> TransferEngine:
+        """The app's engine; RuntimeError (shown as a notification) when it is not running."""
         engine = self.attach()
         if engine is None:
             raise RuntimeError("the transfer engine is not running")
-        result = getattr(engine, name)(*args)
+        return engine
+
+    async def submit(self, spec: JobSpec) -> int:
+        return await self.running().submit(spec)
+
+    async def pause(self, job_id: int) -> None:
+        await self.running().pause(job_id)
+
+    async def resume(self, job_id: int) -> None:
+        await self.running().resume(job_id)
+
+    async def cancel(self, job_id: int) -> None:
+        await self.running().cancel(job_id)
+
+    async def retry(self, job_id: int) -> None:
+        await self.running().retry(job_id)
+
+    async def move(self, job_id: int, delta: int) -> None:
+        await self.running().move(job_id, delta)
+
+    async def call(self, name: str, *args: Any) -> object:
+        """Call an engine method by name (older callers; prefer the typed methods above)."""
+        result = getattr(self.running(), name)(*args)
         if inspect.isawaitable(result):
             result = await result
         return result
@@ -164,10 +193,9 @@ class EngineBridge:
             return []
 
 
-def bridge_for(app: App[Any]) -> EngineBridge:
+def bridge_for(app: App[object]) -> EngineBridge:
     """The app's one bridge (created on first use)."""
-    bridge = getattr(app, "_ferry_engine_bridge", None)
+    bridge = _BRIDGES.get(app)
     if bridge is None:
-        bridge = EngineBridge(app)
-        app._ferry_engine_bridge = bridge  # type: ignore[attr-defined]
+        bridge = _BRIDGES[app] = EngineBridge(app)
     return bridge

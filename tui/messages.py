@@ -1,4 +1,6 @@
-"""Messages that carry transfer-engine events into Textual widgets.
+"""Messages that carry events up the TUI's layers: transfer-engine events into widgets, and
+what a dialog did that the app must act on (the dialogs never import the screens: the import
+contracts in pyproject.toml).
 
 Progress arrives many times a second per job; :class:`TransferProgress` overrides
 ``can_replace`` so a widget's queue holds only the latest progress of each job (toolong's
@@ -33,3 +35,8 @@ class TransferChanged(Message):
     def __init__(self, event: TransferEvent | None) -> None:
         super().__init__()
         self.event = event
+
+
+class ShareCreated(Message):
+    """The Share… dialog created a share: the app starts the download notices (once) and
+    refreshes every Shares screen on the stack (tui/app.py)."""

@@ -95,7 +95,8 @@ class AgentClient:
                     break
                 kind = message.get("type")
                 if kind == "reply":
-                    future = self._pending.get(message.get("id"))  # type: ignore[arg-type]
+                    msg_id = message.get("id")
+                    future = self._pending.get(msg_id) if isinstance(msg_id, int) else None
                     if future is None or future.done():
                         continue
                     if message.get("error"):

@@ -276,7 +276,12 @@ class Agent:
             self.attention[item.id] = item
             log.info("needs attention #%s: %s", item.id, display_name(item.describe()))
             self._broadcast("attention", item.to_json(), prompts_only=True)
-            item.future.add_done_callback(lambda _f, i=item: self._attention_done(i))
+            asked = item
+
+            def answered(_future: object) -> None:
+                self._attention_done(asked)
+
+            item.future.add_done_callback(answered)
         item.waiters += 1
         try:
             answer = await asyncio.shield(item.future)
@@ -389,12 +394,13 @@ class Agent:
         if method in ("pause", "resume", "cancel", "retry", "wait", "report", "files") and (
                 not isinstance(job, int)):
             raise UsageError(f"{method} needs a job number")
+        job_id = job if isinstance(job, int) else 0  # 0: not used by the other methods
         if method == "status":
             return self.status()
         if method == "jobs":
             return self._jobs()
         if method == "files":
-            return [f.to_json() for f in engine.files(job)]
+            return [f.to_json() for f in engine.files(job_id)]
         if method == "submit":
             spec = JobSpec.from_json(params["spec"]).validate()
             job_id = await (engine.adopt(spec) if params.get("adopt") else engine.submit(spec))
@@ -402,14 +408,14 @@ class Agent:
                      spec.label)
             return {"job": job_id}
         if method in ("pause", "resume", "cancel", "retry"):
-            engine.job(job)  # an unknown job: UsageError
-            await getattr(engine, method)(job)
-            return {"job": job, "state": engine.job(job).state, "notes": engine.notes(job)}
+            engine.job(job_id)  # an unknown job: UsageError
+            await getattr(engine, method)(job_id)
+            return {"job": job_id, "state": engine.job(job_id).state, "notes": engine.notes(job_id)}
         if method == "wait":
-            await engine.wait(job)
-            return self.report(job)
+            await engine.wait(job_id)
+            return self.report(job_id)
         if method == "report":
-            return self.report(job)
+            return self.report(job_id)
         if method == "subscribe":
             client.subscribed = True
             jobs = params.get("jobs")

@@ -202,7 +202,8 @@ async def send_case(
     if options.deidentify and mappings is None:
         raise VaultError("de-identifying needs the vault, to keep the link from pseudonyms "
                          "to the original patient")
-    found = planned or await asyncio.to_thread(plan, source, options, site)
+    found = planned if planned is not None else await asyncio.to_thread(plan, source, options,
+                                                                         site)
     parts, left_out, override = found.parts, found.left_out, found.override
     out = CaseSend(left_out=left_out, override=override, deidentified=options.deidentify,
                    studies=[p.label for p in parts])

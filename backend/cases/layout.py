@@ -117,8 +117,11 @@ async def case_markers(
     return await _study_io(folders, root, rel, entries, list_names)
 
 
-def _areas(dirs: list[RemoteEntry], areas: dict[str, tuple[str, str]]) -> dict[str, CaseMarker]:
-    """Markers for a layout's top-level folders (``name -> (state, detail)``)."""
+def _areas(
+    dirs: list[RemoteEntry], areas: Mapping[str | None, tuple[str, str]]
+) -> dict[str, CaseMarker]:
+    """Markers for a layout's top-level folders (``name -> (state, detail)``; a folder the
+    layout did not find is None and marks nothing)."""
     return {e.name: CaseMarker("area", *areas[e.name]) for e in dirs if e.name in areas}
 
 

@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from backend.errors import RemoteNotFoundError, UsageError
 from backend.fsutil import open_exclusive
@@ -44,7 +45,7 @@ class PackResult:
 class _HashingWriter:
     """A write-only file object that hashes and counts what passes through it."""
 
-    def __init__(self, fh) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, fh: BinaryIO) -> None:
         self._fh = fh
         self.digest = hashlib.sha256()
         self.size = 0
@@ -59,6 +60,10 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self._fh.flush()
+
+    def close(self) -> None:
+        """Nothing to do: ZipFile never closes a file object it was given (the caller's
+        ``with os.fdopen(...)`` closes the real file)."""
 
 
 def collect(source: Path) -> tuple[list[tuple[str, Path, os.stat_result]], list[str]]:
@@ -114,7 +119,7 @@ def pack_folder(
     try:
         with os.fdopen(fd, "wb") as raw:
             out = _HashingWriter(raw)
-            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:  # type: ignore[arg-type]
+            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
                 for arc, path, fst in files:
                     info = zipfile.ZipInfo(arc, date_time=_zip_time(fst.st_mtime))
                     info.compress_type = zipfile.ZIP_DEFLATED
@@ -161,7 +166,7 @@ def pack_with(dest: Path, fill: Callable[[zipfile.ZipFile], list[str]]) -> PackR
     try:
         with os.fdopen(fd, "wb") as raw:
             out = _HashingWriter(raw)
-            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:  # type: ignore[arg-type]
+            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
                 names = fill(zf)
             raw.flush()
             os.fsync(raw.fileno())

@@ -315,6 +315,7 @@ async def watch_loop(
         try:
             async with open_sftp() as sftp:
                 while not stop.is_set():
+                    # watch_once's keyword options, passed through as the caller gave them
                     yield await watch_once(site, sftp, engine, **kwargs)  # type: ignore[arg-type]
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), interval)

@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from backend.crypto.header import (
     PREFIX_LEN,
@@ -173,7 +173,22 @@ def read_info(path: Path) -> ContainerInfo:
         return peek_info(fh.read(1024 + STREAM_HEADER_SIZE))
 
 
-def _read_full(src: BinaryIO, view: memoryview) -> int:
+class Readable(Protocol):
+    """What the stream functions read from: a binary file opened for reading (``open(p, "rb")``,
+    buffered or not)."""
+
+    def read(self, size: int = -1, /) -> bytes | None: ...
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+class Writable(Protocol):
+    """What they write to: a binary file, or :class:`backend.crypto.outfile.DurableWriter`."""
+
+    def write(self, data: memoryview, /) -> int | None: ...
+
+
+def _read_full(src: Readable, view: memoryview) -> int:
     """Fill ``view`` from ``src`` unless EOF comes first. Returns bytes read."""
     got = 0
     total = len(view)
@@ -185,7 +200,7 @@ def _read_full(src: BinaryIO, view: memoryview) -> int:
     return got
 
 
-def _write_all(dst: BinaryIO, view: memoryview) -> None:
+def _write_all(dst: Writable, view: memoryview) -> None:
     while len(view):
         n = dst.write(view)
         if n is None:  # non-blocking raw stream would block; not supported
@@ -290,7 +305,7 @@ class Encryptor:
         return bytes(out)
 
     def encrypt_stream(
-        self, src: BinaryIO, dst: BinaryIO, *, include_header: bool = True,
+        self, src: Readable, dst: Writable, *, include_header: bool = True,
         progress: Progress | None = None,
     ) -> int:
         """Encrypt everything ``src`` holds into ``dst`` and finalize, without extra copies.
@@ -449,7 +464,7 @@ class Decryptor:
             )
 
     def decrypt_stream(
-        self, src: BinaryIO, dst: BinaryIO, *, progress: Progress | None = None
+        self, src: Readable, dst: Writable, *, progress: Progress | None = None
     ) -> ContainerInfo:
         """Decrypt a whole container from ``src`` into ``dst`` (fresh decryptor only).
 

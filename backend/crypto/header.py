@@ -211,7 +211,7 @@ def header_length(prefix: bytes) -> int:
             f"unsupported Ferry container version {version}",
             hint="this Ferry reads version 1; the file is damaged or from a newer Ferry",
         )
-    (length,) = struct.unpack(">H", prefix[9:11])
+    length: int = struct.unpack(">H", prefix[9:11])[0]
     if not PREFIX_LEN + 2 + KEY_CHECK_SIZE <= length <= MAX_HEADER_LEN:
         raise IntegrityError(f"damaged Ferry header (impossible length {length})")
     return length

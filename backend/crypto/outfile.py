@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from backend.errors import FerryError, PermissionDeniedError, RemoteNotFoundError, UsageError
 from backend.fsutil import open_exclusive
@@ -37,14 +37,14 @@ def os_error(exc: OSError, path: Path, doing: str) -> FerryError:
 
 
 @contextlib.contextmanager
-def open_source(path: Path) -> Iterator[BinaryIO]:
+def open_source(path: Path) -> Iterator[io.FileIO]:
     """``path`` opened for unbuffered binary reading, OS errors turned into FerryErrors."""
     try:
         fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise os_error(exc, path, "read") from None
     with fh:
-        yield fh  # type: ignore[misc]
+        yield fh
 
 
 def refuse_same_file(src: Path, dst: Path) -> None:
@@ -134,7 +134,7 @@ class DurableWriter:
 
 
 @contextlib.contextmanager
-def atomic_output(dst: Path, overwrite: bool) -> Iterator[BinaryIO]:
+def atomic_output(dst: Path, overwrite: bool) -> Iterator[DurableWriter]:
     """A 0600 temporary file next to ``dst``, renamed onto it only if the block succeeds."""
     if not overwrite and (dst.exists() or dst.is_symlink()):
         raise _exists(dst)
@@ -148,7 +148,7 @@ def atomic_output(dst: Path, overwrite: bool) -> Iterator[BinaryIO]:
     writer = DurableWriter(fd)
     try:
         try:
-            yield writer  # type: ignore[misc]
+            yield writer
             writer.sync()
         finally:
             writer.close()

@@ -14,6 +14,7 @@ files; it never deletes or renames anything.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -102,8 +103,9 @@ class Provider:
                 final = study / "input" / f"{study.name}.zip"
                 out = ai / "output" / f"{study.name}_out"
                 if final.is_file() and not final.is_symlink() and not out.exists():
-                    found.append((f"ai:{study.name}", lambda s=study.name: write_study_results(
-                        ai / "output", s, self.spread, self.stop_event)))
+                    found.append((f"ai:{study.name}", functools.partial(
+                        write_study_results, ai / "output", study.name, self.spread,
+                        self.stop_event)))
         inbox = self.root / "idt" / INBOX
         for name in self._outbox_names():
             if name in self.outbox_known:
@@ -113,8 +115,8 @@ class Provider:
                 continue  # a temp name or a stray file: not (yet) an upload
             case = name[:-4] if name.endswith(".zip") else name
             if not (inbox / case).exists():
-                found.append((f"idt:{name}", lambda c=case: write_case_results(
-                    inbox, c, self.spread, self.stop_event)))
+                found.append((f"idt:{name}", functools.partial(
+                    write_case_results, inbox, case, self.spread, self.stop_event)))
         return found
 
     def run(self) -> None:

@@ -18,9 +18,11 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncssh
 
@@ -33,8 +35,14 @@ from backend.paths import ferry_home
 from backend.sites.model import Site
 from backend.sites.store import SiteStore
 
+if TYPE_CHECKING:
+    from backend.shares.server import ServiceHandle
+
+T = TypeVar("T")
+
 DEMO_USER = "demo"
-DEMO_SITES = {
+# per demo site: the Site fields it sets (as ``SiteStore.update(name, **changes)`` takes them)
+DEMO_SITES: dict[str, dict[str, Any]] = {
     "demo": {"layout": "inbox-outbox", "remote_dir": "/idt"},
     # require_deidentified: so the demo shows the de-identification check (docs/cases.md)
     "demo-ai": {"layout": "study-io", "remote_dir": "/ai", "require_deidentified": True},
@@ -62,7 +70,7 @@ class DemoServer:
     _server: RunningServer | None = field(default=None, repr=False)
     _owns_root: bool = False
     share_url: str | None = None
-    _share: object | None = field(default=None, repr=False)
+    _share: ServiceHandle | None = field(default=None, repr=False)
     _stop_provider: Callable[[], None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -109,7 +117,7 @@ class DemoServer:
                 if demo._share is not None:
                     from backend.shares.server import stop_share_service
 
-                    loop.run_until_complete(stop_share_service(demo._share))  # type: ignore[arg-type]
+                    loop.run_until_complete(stop_share_service(demo._share))
                 demo._server.close()
                 loop.run_until_complete(demo._server.wait_closed())
             loop.close()
@@ -135,7 +143,7 @@ class DemoServer:
     def register_sites(self, host_key: asyncssh.SSHKey, store: SiteStore | None = None) -> None:
         store = store or SiteStore()
         for name, extra in DEMO_SITES.items():
-            fields = {
+            fields: dict[str, Any] = {
                 "host": self.host,
                 "port": self.port,
                 "user": DEMO_USER,
@@ -147,9 +155,9 @@ class DemoServer:
             if store.exists(name):
                 store.update(name, **fields)
             else:
-                store.add(Site(name=name, **fields))  # type: ignore[arg-type]
+                store.add(Site(name=name, **fields))
 
-    def call(self, coro_factory):  # type: ignore[no-untyped-def]
+    def call(self, coro_factory: Callable[[], Coroutine[object, object, T]]) -> Future[T]:
         """Run a coroutine on the demo server's loop (for simulated providers)."""
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro_factory(), self._loop)

@@ -49,8 +49,8 @@ def confine(root: Path, remote_path: str) -> Path:
     return local
 
 
-def _exec_handler(root: Path) -> Callable[[asyncssh.SSHServerProcess], object]:
-    async def handle(process: asyncssh.SSHServerProcess) -> None:
+def _exec_handler(root: Path) -> Callable[[asyncssh.SSHServerProcess[str]], object]:
+    async def handle(process: asyncssh.SSHServerProcess[str]) -> None:
         try:
             argv = shlex.split(process.command or "")
         except ValueError:

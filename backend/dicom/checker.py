@@ -73,8 +73,8 @@ def elements(ds: Dataset, depth: int = 0) -> Iterator[Element]:
     """Every element of ``ds`` (and of its sequences' items), without loading deferred values."""
     if depth > _MAX_DEPTH:
         return
-    for tag in list(ds.keys()):
-        tag = int(tag)
+    for key in list(ds.keys()):
+        tag = int(key)
         if tag & 0xFFFF == 0:  # group lengths
             continue
         raw = ds.get_item(tag, keep_deferred=True)

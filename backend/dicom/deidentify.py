@@ -133,8 +133,8 @@ def _empty(elem: Any) -> None:
 def _apply(ds: Dataset, pseudo: Pseudonyms, depth: int = 0) -> None:
     if depth > _MAX_DEPTH:
         raise UsageError("sequences nest too deeply to de-identify")
-    for tag in list(ds.keys()):
-        tag = int(tag)
+    for key in list(ds.keys()):
+        tag = int(key)
         if tag & 0xFFFF == 0:
             continue
         if tag >> 16 & 1:
@@ -270,8 +270,10 @@ def deidentify_to_zip(
     total = sum(len(files) for series in ordered.values() for files in series.values())
     done = 0
     open_member, close = _opener(source)
-    own_zip = not isinstance(out, zipfile.ZipFile)
-    zf = zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, allowZip64=True) if own_zip else out
+    if isinstance(out, zipfile.ZipFile):
+        zf, own_zip = out, False
+    else:
+        zf, own_zip = zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, allowZip64=True), True
     try:
         for s_index, (study_uid, series_map) in enumerate(ordered.items(), start=1):
             mapping: StudyMapping | None = None

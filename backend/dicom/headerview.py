@@ -46,8 +46,8 @@ def parse_head(data: bytes, total: int | None = None) -> Dataset | None:
                 return None
             offset, length = steps.send(data[offset : offset + length])
     except StopIteration as done:
-        ds, _reason, _got = done.value
-        return ds  # type: ignore[no-any-return]
+        found: tuple[Dataset | None, str, int] = done.value  # StopIteration.value is Any
+        return found[0]
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,8 @@ def header_rows(ds: Dataset, *, reveal: bool = False, depth: int = 0) -> list[He
         rows += header_rows(ds.file_meta, reveal=reveal, depth=0)
     if depth > _MAX_DEPTH:
         return rows
-    for tag in list(ds.keys()):
-        tag = int(tag)
+    for key in list(ds.keys()):
+        tag = int(key)
         try:
             elem = ds[tag]
         except Exception:

@@ -198,21 +198,26 @@ class ProfileAttribute:
         return f"({self.tag >> 16:04X},{self.tag & 0xFFFF:04X})"
 
 
+def _tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    if tag is None:  # a keyword pydicom's dictionary does not know: a typo here
+        raise RuntimeError(f"backend/dicom/profile.py: unknown DICOM keyword {keyword}")
+    return tag
+
+
 def _build() -> dict[int, ProfileAttribute]:
     table: dict[int, ProfileAttribute] = {}
     for keyword, action, category in _ROWS:
-        tag = tag_for_keyword(keyword)
-        if tag is None:  # a keyword pydicom's dictionary does not know: a typo here
-            raise RuntimeError(f"backend/dicom/profile.py: unknown DICOM keyword {keyword}")
+        tag = _tag(keyword)
         table[tag] = ProfileAttribute(tag, keyword, action, category)
     return table
 
 
 ATTRIBUTES: dict[int, ProfileAttribute] = _build()
 
-BURNED_IN = tag_for_keyword("BurnedInAnnotation")
-IDENTITY_REMOVED = tag_for_keyword("PatientIdentityRemoved")
-DEIDENTIFICATION_METHOD = tag_for_keyword("DeidentificationMethod")
+BURNED_IN = _tag("BurnedInAnnotation")
+IDENTITY_REMOVED = _tag("PatientIdentityRemoved")
+DEIDENTIFICATION_METHOD = _tag("DeidentificationMethod")
 
 
 def is_overlay_or_curve(tag: int) -> bool:

@@ -150,7 +150,7 @@ def _parse(view: _SparseView) -> Dataset | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = dcmread(view, stop_before_pixels=True, defer_size=DEFER)  # type: ignore[arg-type]
+            ds = dcmread(view, stop_before_pixels=True, defer_size=DEFER)
     except InvalidDicomError:
         if view.missing is not None:
             return None
@@ -203,7 +203,8 @@ def read_header_sync(fetch: Callable[[int, int], bytes], total: int,
         while True:
             request = steps.send(fetch(*request))
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        found: tuple[Dataset | None, str, int] = done.value  # StopIteration.value is Any
+        return found
 
 
 async def read_header_async(fetch: Callable[[int, int], Awaitable[bytes]], total: int,
@@ -214,7 +215,8 @@ async def read_header_async(fetch: Callable[[int, int], Awaitable[bytes]], total
         while True:
             request = steps.send(await fetch(*request))
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        found: tuple[Dataset | None, str, int] = done.value  # StopIteration.value is Any
+        return found
 
 
 # ----------------------------------------------------------------------------- local folder
@@ -297,7 +299,7 @@ def read_zip(path: Path | IO[bytes], head: int = HEAD, *, label: str = "") -> He
                     continue
                 with zf.open(info) as fh:
 
-                    def fetch(offset: int, length: int, fh: zipfile.ZipExtFile = fh) -> bytes:
+                    def fetch(offset: int, length: int, fh: IO[bytes] = fh) -> bytes:
                         fh.seek(offset)
                         return fh.read(length)
 
@@ -406,7 +408,7 @@ async def read_remote_zip(sftp: asyncssh.SFTPClient, path: str, size: int, *, la
     buf = io.BytesIO()
     with remote.sftp_errors(path):
         async with sftp.open(path, "rb") as fh:
-            while chunk := await fh.read(1 << 20):
+            while chunk := await remote.read_bytes(fh, 1 << 20):
                 buf.write(chunk)
     buf.seek(0)
     headers = await asyncio.to_thread(read_zip, buf, label=label or path)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 PRIVATE_CREATOR = "FERRY SYNTHETIC"
 
@@ -67,7 +67,7 @@ def make_instance(spec: StudySpec, study_uid: str, series: SeriesSpec, series_ui
                   frame_uid: str) -> Dataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta

@@ -12,17 +12,76 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import json
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import aiohttp
 
 from backend.errors import ShareError
 
 CHUNK = 512 * 1024
+
+
+# The admin API's answers as JSON (backend/shares/model.py ``public()``, service.py, web.py):
+# times are ISO 8601 strings. The CLI prints them as they are (``--json``), the TUI shows them.
+class RecipientJSON(TypedDict):
+    id: str
+    email: str | None
+    downloads: int
+    last_download_at: str | None
+    failed_attempts: int
+
+
+class ShareJSON(TypedDict):
+    id: str
+    name: str
+    size: int
+    sha256: str
+    created_at: str
+    expires_at: str
+    max_downloads: int
+    sender: str
+    message: str
+    notify: bool
+    revoked_at: str | None
+    purged_at: str | None
+    purge_reason: str | None
+    broken_at: str | None
+    broken_reason: str | None
+    recipients: list[RecipientJSON]
+    password_protected: bool
+    status: str
+    downloads: int
+
+
+class LinkJSON(TypedDict):
+    """One recipient's link (``email`` None: anyone with the link and the password)."""
+
+    recipient_id: str
+    email: str | None
+    url: str
+
+
+class CreatedJSON(TypedDict):
+    share: ShareJSON
+    links: list[LinkJSON]
+    password: str | None
+
+
+class EventJSON(TypedDict):
+    """A share event: an audit row ``share.*`` (backend/audit.py ``Entry.as_dict``)."""
+
+    id: int
+    ts: str
+    event: str
+    actor: str
+    fields: dict[str, object]
+    prev_hash: str
+    hash: str
 
 
 def local_file_source(path: Path, chunk: int = CHUNK) -> AsyncIterator[bytes]:
@@ -92,11 +151,11 @@ class ShareClient:
             ) from None
 
     # -- API --------------------------------------------------------------------------------
-    async def health(self) -> dict[str, Any]:
-        return await self._call("GET", "/api/health")
+    async def health(self) -> dict[str, object]:
+        return cast("dict[str, object]", await self._call("GET", "/api/health"))
 
     async def create(self, source: AsyncIterator[bytes], *, send_links: bool = False,
-                     **options: Any) -> dict[str, Any]:
+                     **options: Any) -> CreatedJSON:
         """Upload ``source`` as a new share. ``options`` as for ``ShareService.validate``
         (``expires`` as a duration string such as ``"3d"``). Caps are checked first."""
         await self._call("POST", "/api/shares/validate", json_body=options)
@@ -109,36 +168,40 @@ class ShareClient:
                 headers={"Ferry-Share-Options": header,
                          "Content-Type": "application/octet-stream"},
             ) as resp:
-                return await _result(resp)
+                return cast(CreatedJSON, await _result(resp))
         except aiohttp.ClientError as exc:
             raise ShareError(f"upload to the share service failed: {exc}") from None
 
-    async def list(self) -> list[dict[str, Any]]:
-        return await self._call("GET", "/api/shares")
+    async def list(self) -> builtins.list[ShareJSON]:
+        return cast("builtins.list[ShareJSON]", await self._call("GET", "/api/shares"))
 
-    async def show(self, share_id: str) -> dict[str, Any]:
-        return await self._call("GET", f"/api/shares/{_id(share_id)}")
+    async def show(self, share_id: str) -> ShareJSON:
+        return cast(ShareJSON, await self._call("GET", f"/api/shares/{_id(share_id)}"))
 
-    async def revoke(self, share_id: str, actor: str = "") -> dict[str, Any]:
-        return await self._call("POST", f"/api/shares/{_id(share_id)}/revoke",
-                                json_body={"actor": actor})
+    async def revoke(self, share_id: str, actor: str = "") -> ShareJSON:
+        answer = await self._call("POST", f"/api/shares/{_id(share_id)}/revoke",
+                                  json_body={"actor": actor})
+        return cast(ShareJSON, answer)
 
-    async def extend(self, share_id: str, expires: str, actor: str = "") -> dict[str, Any]:
-        return await self._call("POST", f"/api/shares/{_id(share_id)}/extend",
-                                json_body={"expires": expires, "actor": actor})
+    async def extend(self, share_id: str, expires: str, actor: str = "") -> ShareJSON:
+        answer = await self._call("POST", f"/api/shares/{_id(share_id)}/extend",
+                                  json_body={"expires": expires, "actor": actor})
+        return cast(ShareJSON, answer)
 
-    async def add_recipient(self, share_id: str, email: str, actor: str = "") -> dict[str, Any]:
-        return await self._call("POST", f"/api/shares/{_id(share_id)}/recipients",
-                                json_body={"email": email, "actor": actor})
+    async def add_recipient(self, share_id: str, email: str, actor: str = "") -> LinkJSON:
+        answer = await self._call("POST", f"/api/shares/{_id(share_id)}/recipients",
+                                  json_body={"email": email, "actor": actor})
+        return cast(LinkJSON, answer)
 
-    async def purge(self) -> list[str]:
-        return (await self._call("POST", "/api/purge"))["purged"]
+    async def purge(self) -> builtins.list[str]:
+        return cast("builtins.list[str]", (await self._call("POST", "/api/purge"))["purged"])
 
-    async def events(self, since: int = 0, wait: float = 0) -> list[dict[str, Any]]:
-        return await self._call("GET", "/api/events",
-                                params={"since": str(since), "wait": str(wait)})
+    async def events(self, since: int = 0, wait: float = 0) -> builtins.list[EventJSON]:
+        answer = await self._call("GET", "/api/events",
+                                  params={"since": str(since), "wait": str(wait)})
+        return cast("builtins.list[EventJSON]", answer)
 
-    async def watch(self, since: int = 0) -> AsyncIterator[dict[str, Any]]:
+    async def watch(self, since: int = 0) -> AsyncIterator[EventJSON]:
         """Share events as they happen (downloads, failed passwords, purges...), forever."""
         while True:
             for event in await self.events(since, wait=30):

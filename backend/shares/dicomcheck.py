@@ -21,6 +21,7 @@ from pathlib import Path
 
 import asyncssh
 
+from backend import remote
 from backend.audit import AuditLog
 from backend.cases import packer
 from backend.cases.sendjob import outgoing_dir
@@ -41,7 +42,7 @@ async def remote_headers(sftp: asyncssh.SFTPClient, full: str, size: int,
                          label: str) -> reader.HeaderSet | None:
     """The headers of one remote file (a zip is read whole, in memory); None without DICOM."""
     async with sftp.open(full, "rb") as fh:
-        magic = await fh.read(4)
+        magic = await remote.read_bytes(fh, 4)
     if magic == b"PK\x03\x04":
         headers = await reader.read_remote_zip(sftp, full, size, label=label)
     else:

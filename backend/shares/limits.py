@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -44,7 +44,7 @@ class Limits:
 class _Guard(asyncio.Protocol):
     """Wraps aiohttp's protocol for one connection (only the public asyncio protocol API)."""
 
-    def __init__(self, inner: Any, site: GuardedSite) -> None:
+    def __init__(self, inner: asyncio.Protocol, site: GuardedSite) -> None:
         self._inner = inner
         self._site = site
         self._transport: asyncio.Transport | None = None
@@ -57,7 +57,9 @@ class _Guard(asyncio.Protocol):
 
     # -- asyncio protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        # a stream server's connections have a full Transport (write, close), TLS ones too
+        tcp = cast(asyncio.Transport, transport)
+        self._transport = tcp
         peer = transport.get_extra_info("peername")
         self._peer = (normal_ip(peer[0]) if peer else None) or "unknown"
         site = self._site
@@ -66,10 +68,10 @@ class _Guard(asyncio.Protocol):
             if count >= site.limits.max_connections_per_address:
                 site.note_refused(self._peer)
                 self._refused = True
-                self._transport.write(b"HTTP/1.1 429 Too Many Requests\r\n"
+                tcp.write(b"HTTP/1.1 429 Too Many Requests\r\n"
                                       b"Connection: close\r\nRetry-After: 5\r\n"
                                       b"Content-Length: 0\r\n\r\n")
-                self._transport.close()
+                tcp.close()
                 return
             site.connections[self._peer] = count + 1
             self._counted = True

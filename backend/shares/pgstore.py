@@ -490,8 +490,8 @@ class AdvisoryLock:
                 finally:
                     con.execute("RESET lock_timeout")
             else:
-                got = bool(con.execute("SELECT pg_try_advisory_lock(%s)",
-                                       (self._key,)).fetchone()[0])
+                row = con.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+                got = bool(row is not None and row[0])
         except BaseException:
             cm.__exit__(None, None, None)
             raise

@@ -29,7 +29,8 @@ def lock_seconds(failures: int) -> float:
     """Lockout after the ``failures``-th consecutive failure (0 while under the free tries)."""
     if failures < FREE_TRIES:
         return 0.0
-    return min(MAX_LOCK_SECONDS, BASE_LOCK_SECONDS * 2 ** min(failures - FREE_TRIES, 32))
+    doubling: int = 2 ** min(failures - FREE_TRIES, 32)
+    return min(MAX_LOCK_SECONDS, BASE_LOCK_SECONDS * doubling)
 
 
 @dataclass

@@ -50,7 +50,8 @@ class _ClientErrorFilter(logging.Filter):
         if isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500:
             first = (exc.message or "").strip().splitlines()
             record.msg = "refused a malformed request from %s: %s"
-            record.args = (record.args[0] if record.args else "?", first[0] if first else "")
+            args = record.args if isinstance(record.args, tuple) else ()
+            record.args = (args[0] if args else "?", first[0] if first else "")
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.exc_info, record.exc_text = None, None
         return True
@@ -288,7 +289,7 @@ async def start_share_service(
     service.public_url = (public_url or url).rstrip("/")
     handle = ServiceHandle(runner, service, url, service.public_url, token, cafile)
     with contextlib.suppress(OSError):
-        service.blobs.cleanup_partial()  # type: ignore[attr-defined]
+        service.blobs.cleanup_partial()
     handle.tasks.append(asyncio.create_task(_purge_loop(service, purge_interval)))
     handle.tasks.append(asyncio.create_task(_refusals_loop(service)))
     if write_info:

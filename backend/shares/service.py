@@ -593,8 +593,8 @@ class ShareService:
                     time.monotonic() + VERIFIED_SECONDS,
                 )
                 return Download(share, recipient)
-            wait = lock_seconds(attempt)
-            locked_until = now + timedelta(seconds=wait) if wait else None
+            lock = lock_seconds(attempt)
+            locked_until = now + timedelta(seconds=lock) if lock else None
             self.store.finish_password_check(
                 recipient.id, ok=False, locked_until=locked_until,
                 reset_at=(locked_until or now) + timedelta(seconds=self.failure_memory),
@@ -873,8 +873,9 @@ class PlainStream:
 
 def ciphertext_size_for(fh: Any, plaintext_size: int) -> tuple[int, int] | None:
     """(actual, expected) size of an open blob, or None when the blob cannot tell its size."""
-    from backend.crypto.container import PREFIX_LEN, STREAM_HEADER_SIZE, ciphertext_size
-    from backend.crypto.header import header_length
+    from backend.crypto.container import ciphertext_size
+    from backend.crypto.header import PREFIX_LEN, header_length
+    from backend.crypto.segments import STREAM_HEADER_SIZE
 
     try:
         if hasattr(fh, "size_and_prefix"):  # an object store's reader (backend/shares/s3blobs.py)

@@ -185,7 +185,9 @@ def _redirect(location: str) -> web.Response:
 def client_address(request: web.Request) -> str:
     """The client IP: the peer's, or a trusted proxy's header (backend/shares/proxy.py)."""
     peer = request.transport.get_extra_info("peername") if request.transport else None
-    return request.app[OPTIONS]["proxies"].client(peer[0] if peer else None, request.headers)
+    address: str = request.app[OPTIONS]["proxies"].client(peer[0] if peer else None,
+                                                          request.headers)
+    return address
 
 
 async def _read_form(request: web.Request) -> Any:
@@ -290,7 +292,7 @@ async def download_get(request: web.Request) -> web.StreamResponse:
     return await _send(request, d, address)
 
 
-def _hard_close(transport: asyncio.BaseTransport | None) -> None:
+def _hard_close(transport: asyncio.Transport | None) -> None:
     """Drop a connection NOW: with SO_LINGER 0 the kernel discards what it still holds to
     send (megabytes on a fast link) and resets the connection, so a cancelled download
     stops arriving at once instead of draining the socket buffer."""

@@ -32,6 +32,16 @@ def default_user() -> str:
         return "root"
 
 
+def local_user() -> str:
+    """This machine's user name as shares and the audit log record it (a share's sender, who
+    revoked or extended it); ``"unknown"`` when the platform cannot tell (no passwd entry).
+    Unlike :func:`default_user` (an SSH login name) it never guesses ``root``."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
 @dataclass
 class Site:
     name: str
@@ -105,9 +115,12 @@ class Site:
         return f"{self.user}@{self.host}:{self.port}"
 
 
-def secret_name(
-    site_name: str, kind: Literal["password", "passphrase", "encryption-key"]
-) -> str:
+SecretKind = Literal["password", "passphrase", "encryption-key"]
+"""The secrets the vault keeps per site (:func:`secret_name`)."""
+SECRET_KINDS: tuple[SecretKind, ...] = ("password", "passphrase", "encryption-key")
+
+
+def secret_name(site_name: str, kind: SecretKind) -> str:
     """The vault entry holding a site's password, its key's passphrase, or its
     encryption-at-rest key (backend/atrest.py)."""
     return f"site/{site_name}/{kind}"

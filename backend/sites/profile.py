@@ -410,10 +410,11 @@ async def _sftp_probes(sftp: asyncssh.SFTPClient, out: ServerProfile, folder: by
             out.notes["writable"] = f"creating a file failed: {_why(got)}"
             return
     out.writable = True
+    # gather(return_exceptions=True) of differently typed probes; the exceptions went above
     out.fsync = first[0]  # type: ignore[assignment]
     if out.fsync is False:
         out.notes["fsync"] = "fsync@openssh.com is not offered or was refused"
-    out.random_write, why = first[5]  # type: ignore[misc]
+    out.random_write, why = first[5]  # type: ignore[misc]  # the 6th probe: (ok, why)
     if why:
         out.notes["random_write"] = why
 

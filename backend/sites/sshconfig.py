@@ -281,7 +281,8 @@ class _Resolver:
             auth="key" if key_file else "agent", key_file=key_file, keepalive=keepalive,
         )
         site.validate()
-        jump = (opts.get("proxyjump") or [None])[0]
+        jumps = opts.get("proxyjump")
+        jump = jumps[0] if jumps else None
         if jump is not None and jump.lower() == "none":
             jump = None
         return site, jump

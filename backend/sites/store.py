@@ -12,13 +12,14 @@ a message pointing at the vault (see :mod:`backend.vault`).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime as _dt
 import re
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import tomlkit
 import tomlkit.exceptions
@@ -67,7 +68,7 @@ class SiteStore:
         _doc, sites = self._load()
         return list(sites.values())
 
-    def names(self) -> list[str]:
+    def names(self) -> builtins.list[str]:
         return [site.name for site in self.list()]
 
     def get(self, name: str) -> Site:
@@ -147,7 +148,7 @@ class SiteStore:
             _fill_table(_sites_table(doc)[name], site, ["host_keys"])
             return True
 
-    def replace_host_keys(self, name: str, lines: list[str]) -> None:
+    def replace_host_keys(self, name: str, lines: builtins.list[str]) -> None:
         """Replace a site's pinned host keys (e.g. after a deliberate re-trust)."""
         keys: list[str] = []
         for raw in lines:
@@ -339,7 +340,8 @@ def _check_jump(site: Site, others: dict[str, Site]) -> None:
 def _sites_table(doc: tomlkit.TOMLDocument) -> Table:
     if "sites" not in doc:
         doc.add("sites", tomlkit.table(is_super_table=True))
-    return doc["sites"]  # type: ignore[return-value]
+    # tomlkit types an item lookup as Item | Container; a [sites] super-table is a Table
+    return cast(Table, doc["sites"])
 
 
 def _as_dict(site: Site) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from backend.crypto.container import (
     resume_point_for_plaintext,
 )
 from backend.errors import ConfigError, IntegrityError, TransferError
+from backend.remote import read_bytes
 from backend.transfers.journal import FileRow
 from backend.transfers.verify import TAIL, remote_tail
 
@@ -94,7 +95,7 @@ class Cipher:
         if start > 0:
             try:
                 async with sftp.open(temp, "rb", block_size=0) as fh:
-                    head = await fh.read(min(start, 64 * 1024), 0)
+                    head = await read_bytes(fh, min(start, 64 * 1024), 0)
                 info = peek_info(head)
                 point = resume_point(start, info.header_len, size)
                 if not point.restart:

@@ -282,11 +282,11 @@ async def plan_put(sftp: asyncssh.SFTPClient, site: Site, spec: JobSpec) -> list
             await _makedirs_remote(sftp, dest)
         except FerryError as exc:
             return [_failed(spec.destination, exc.message)]
-    for source, local, target, tree, files in planned:
-        if tree is None:
+    for source, local, target, folder_tree, files in planned:
+        if folder_tree is None:
             out.extend(files)
             continue
-        dirs, found, skipped = tree
+        dirs, found, skipped = folder_tree
         try:
             await _mkdir_remote(sftp, target)
             by_depth: dict[int, list[tuple[str, ...]]] = {}

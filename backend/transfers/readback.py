@@ -32,6 +32,7 @@ import asyncssh
 
 from backend.errors import TransferError
 from backend.names import display_name
+from backend.remote import read_bytes
 
 READ_REQUESTS = 64  # reads in flight at least
 IN_FLIGHT = 16 * 1024 * 1024  # ... or enough of them to have this many bytes on the way
@@ -97,7 +98,7 @@ async def _probe(fh: asyncssh.SFTPClientFile, offset: int, size: int) -> bytes:
     """One read of ``size`` bytes: what the server answers (maybe fewer), or b"" when it
     refuses a read that big."""
     try:
-        return bytes(await fh.read(size, offset))
+        return await read_bytes(fh, size, offset)
     except (asyncssh.SFTPConnectionLost, *REFUSED):
         raise
     except asyncssh.SFTPError:
@@ -141,7 +142,7 @@ async def remote_sha256(sftp: asyncssh.SFTPClient, path: str, block: int, *, sta
                     parts: list[bytes] = []
                     got = 0
                     while got < n:
-                        data = await fh.read(n - got, off + got)
+                        data = await read_bytes(fh, n - got, off + got)
                         if not data:
                             raise TransferError(
                                 f"{display_name(path)} on the server is shorter than what "

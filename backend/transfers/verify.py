@@ -34,11 +34,13 @@ import os
 import re
 import secrets
 import shlex
+from collections.abc import Coroutine
 
 import asyncssh
 
 from backend.errors import ConnectError
 from backend.names import NAME_CODEC
+from backend.remote import read_bytes
 from backend.transfers.pool import SitePool
 
 log = logging.getLogger("ferry.transfers")
@@ -178,8 +180,8 @@ class RemoteHasher:
             self._running -= 1
             self._kick()
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -352,7 +354,7 @@ async def remote_tail(sftp: asyncssh.SFTPClient, path: str, size: int) -> bytes:
     async with sftp.open(path, "rb", block_size=TAIL, max_requests=4) as fh:
         out = bytearray()
         while len(out) < size - start:
-            chunk = await fh.read(size - start - len(out), start + len(out))
+            chunk = await read_bytes(fh, size - start - len(out), start + len(out))
             if not chunk:
                 break
             out += chunk

@@ -18,9 +18,9 @@ from tests.tui import notifications, type_text, wait_for, wait_for_screen
 from tests.tui.browser_kit import browser, goto, register_site
 from tui.app import FerryApp
 from tui.dialogs import ConfirmDialog, MessageDialog, TextInputDialog
+from tui.dialogs.qr import qr_matrix
 from tui.dialogs.share import QrDialog, ShareDialog, ShareResultDialog
 from tui.screens.shares import SharesScreen
-from tui.widgets.qr import qr_matrix
 
 BLACK = (0, 0, 0)
 

@@ -41,7 +41,7 @@ COMMAND_MODULES: list[str] = [
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as a FerryError (one line, exit code 2)."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message}", hint=f"see '{self.prog} --help'")
 
 

@@ -270,8 +270,8 @@ async def _follow(submit: Any, sites: set[str] | None, as_json: bool, detach: bo
             reporter.close()
     finally:
         await client.close()
-    _print_notes(view, [s.id for s in statuses])  # type: ignore[arg-type]
-    return _summarise(view, statuses, as_json)  # type: ignore[arg-type]
+    _print_notes(view, [s.id for s in statuses])
+    return _summarise(view, statuses, as_json)
 
 
 # -- queue list / pause / cancel / watch ------------------------------------------------------
@@ -359,8 +359,8 @@ async def _watch(job: int | None, as_json: bool) -> int:
             reporter.close()
     finally:
         await client.close()
-    _print_notes(view, [status.id])  # type: ignore[arg-type]
-    return _summarise(view, [status], as_json)  # type: ignore[arg-type]
+    _print_notes(view, [status.id])
+    return _summarise(view, [status], as_json)
 
 
 class _WatchPrinter:

@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backend import cases
 from backend.cases import dicomsend, transport
@@ -29,6 +31,9 @@ from tui.cli import inspect_cmd
 from tui.cli.connect import cli_session, sftp_for
 from tui.cli.output import info, is_interactive, print_json
 from tui.cli.vault_cli import PASSPHRASE_ENV, open_vault_unattended, unlock_vault
+
+if TYPE_CHECKING:
+    import asyncssh
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -262,7 +267,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             async with transport.engine_for(cli_session()) as engine, sftp_for(args.site) as (
                 site, _conn, sftp,
             ):
-                return await cases.watch_once(site, sftp, engine, **kwargs)  # type: ignore[arg-type]
+                return await cases.watch_once(site, sftp, engine, **kwargs)
 
         report = asyncio.run(once())
         if report.waiting:
@@ -278,7 +283,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, stop.set)
 
         @contextlib.asynccontextmanager
-        async def open_sftp():  # type: ignore[no-untyped-def]
+        async def open_sftp() -> AsyncIterator[asyncssh.SFTPClient]:
             async with sftp_for(args.site) as (_site, _conn, sftp):
                 yield sftp
 

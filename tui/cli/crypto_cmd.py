@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TypedDict
 
 from backend.crypto.container import decrypt_file, encrypt_file, read_info
 from backend.crypto.keys import read_key_file
@@ -54,7 +55,14 @@ def _secret_options(parser: argparse.ArgumentParser) -> None:
                        help="use a 32-byte key file (see 'ferry keygen --symmetric')")
 
 
-def _secret(args: argparse.Namespace, *, confirm: bool) -> dict[str, object]:
+class _Secret(TypedDict, total=False):
+    """The one secret a container is opened with: a raw key or a passphrase."""
+
+    key: bytes
+    passphrase: str
+
+
+def _secret(args: argparse.Namespace, *, confirm: bool) -> _Secret:
     if args.key_file:
         return {"key": read_key_file(Path(args.key_file).expanduser())}
     if args.passphrase_file:
@@ -85,7 +93,7 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
     if src.is_dir():
         raise UsageError(f"{display_name(str(src))} is a folder, not a file")
     secret = _secret(args, confirm=True)
-    encrypt_file(src, out, name=name, overwrite=args.force, **secret)  # type: ignore[arg-type]
+    encrypt_file(src, out, name=name, overwrite=args.force, **secret)
     print(display_name(str(out)))
     return 0
 
@@ -108,6 +116,6 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
         raise UsageError(f"{display_name(str(src))} was encrypted with a key file",
                          hint="pass --key-file F")
     secret = _secret(args, confirm=False)
-    decrypt_file(src, out, overwrite=args.force, **secret)  # type: ignore[arg-type]
+    decrypt_file(src, out, overwrite=args.force, **secret)
     print(display_name(str(out)))
     return 0

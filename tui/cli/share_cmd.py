@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ from typing import Any
 
 from backend.errors import RemoteNotFoundError, UsageError
 from backend.names import display_name
+from backend.sites.model import local_user
 from tui.cli.output import info, print_json, read_secret_file
 
 
@@ -118,13 +118,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--follow", action="store_true", help="keep waiting for new events")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_events)
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "unknown"
 
 
 def _client() -> Any:
@@ -272,7 +265,7 @@ def _options(args: argparse.Namespace, password: str | None) -> dict[str, Any]:
     return {
         "recipients": args.to, "expires": args.expires, "max_downloads": args.max_downloads,
         "password": password, "generate_password": args.generate_password,
-        "message": args.message, "notify": args.notify, "sender": _user(),
+        "message": args.message, "notify": args.notify, "sender": local_user(),
     }
 
 
@@ -310,6 +303,7 @@ async def _create_local(args: argparse.Namespace, password: str | None, path: Pa
                 copy.path.unlink()
     if copy is not None:
         share_id = result["share"]["id"]
+        assert vault is not None  # unlocked with the de-identified copy above
         mappings = MappingStore(vault)
         for m in copy.mappings:
             mappings.add(m, case_id=share_id, site="share")
@@ -416,7 +410,7 @@ def _print_share(s: dict[str, Any]) -> None:
 
 # -- edits ------------------------------------------------------------------------------------
 def cmd_revoke(args: argparse.Namespace) -> int:
-    share = asyncio.run(_client().revoke(args.id, actor=_user()))
+    share = asyncio.run(_client().revoke(args.id, actor=local_user()))
     print(f"share {share['id']} revoked; status {share['status']}")
     return 0
 
@@ -425,13 +419,13 @@ def cmd_extend(args: argparse.Namespace) -> int:
     from backend.shares.policy import parse_duration
 
     parse_duration(args.expires)
-    share = asyncio.run(_client().extend(args.id, args.expires, actor=_user()))
+    share = asyncio.run(_client().extend(args.id, args.expires, actor=local_user()))
     print(f"share {share['id']} now expires {share['expires_at']}")
     return 0
 
 
 def cmd_add_recipient(args: argparse.Namespace) -> int:
-    link = asyncio.run(_client().add_recipient(args.id, args.email, actor=_user()))
+    link = asyncio.run(_client().add_recipient(args.id, args.email, actor=local_user()))
     if args.json:
         print_json(link)
     else:

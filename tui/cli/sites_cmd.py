@@ -22,6 +22,7 @@ from backend.names import display_name
 from backend.sites.model import (
     CIPHER_PROFILES,
     LAYOUTS,
+    SECRET_KINDS,
     SERVER_PROFILES,
     UPLOAD_MODES,
     Site,
@@ -36,7 +37,6 @@ from tui.cli.output import ask_secret, info, is_interactive, print_json
 from tui.cli.vault_cli import open_vault_unattended, register_vault_commands, unlock_vault
 
 # The vault entries of a site that follow it when it is renamed (site/<name>/<kind>).
-SECRET_KINDS = ("password", "passphrase", "encryption-key")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -250,7 +250,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             f"a site named {args.name} already exists",
             hint=f"pick another name or use 'ferry sites edit {args.name}'",
         )
-    fields = {"port": 22, "user": default_user(), "auth": "agent"}
+    fields: dict[str, Any] = {"port": 22, "user": default_user(), "auth": "agent"}
     fields.update(_common_changes(args))
     site = Site(name=args.name, **fields)
     site.validate()

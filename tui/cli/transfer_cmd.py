@@ -15,9 +15,10 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Protocol, TypedDict
 
-from backend.errors import TransferError, UsageError
+from backend.errors import FerryError, TransferError, UsageError
 from backend.limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES
 from backend.names import display_name, is_escaped
 from backend.relay import next_legs
@@ -29,12 +30,16 @@ from backend.transfers.model import (
     FINISHED_STATES,
     SHA256_OF_SERVER_COPY,
     VERIFY_MODES,
+    FileStatus,
     verified_counts,
     verified_label,
 )
 from backend.units import human_size
 from tui.cli.connect import cli_session
 from tui.cli.output import print_json
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 EXIT_FAILED = TransferError.exit_code
 
@@ -133,7 +138,15 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _caps(args: argparse.Namespace) -> dict[str, int | None]:
+class _Caps(TypedDict):
+    """JobSpec's planning caps as the options give them (backend/transfers/model.py)."""
+
+    max_entries: int
+    max_depth: int
+    max_bytes: int | None
+
+
+def _caps(args: argparse.Namespace) -> _Caps:
     return {"max_entries": args.max_entries, "max_depth": args.max_depth,
             "max_bytes": args.max_bytes}
 
@@ -210,20 +223,20 @@ def _run_spec(spec: JobSpec, as_json: bool, args: argparse.Namespace | None = No
     return _drive(run, as_json, run_all_jobs=False)
 
 
-def _drive(submit: Callable[[TransferEngine], object], as_json: bool, *,
+def _drive(submit: Submit, as_json: bool, *,
            run_all_jobs: bool) -> int:
     """Run the engine here until the jobs ``submit`` returns have finished; report; exit code."""
     return asyncio.run(_drive_async(submit, as_json, run_all_jobs))
 
 
-async def _drive_async(submit: Callable[[TransferEngine], object], as_json: bool,
+async def _drive_async(submit: Submit, as_json: bool,
                        run_all_jobs: bool) -> int:
     engine = make_engine(run_all_jobs)
     reporter = _Reporter(as_json)
     unsubscribe = engine.subscribe(reporter.event)
     try:
         await engine.start()
-        job_ids = list(await submit(engine))  # type: ignore[misc]
+        job_ids = list(await submit(engine))
         reporter.open(engine, job_ids)
         statuses = [await engine.wait(j) for j in job_ids]
         # a finished job may have queued the next one (a site-to-site relay's upload leg)
@@ -238,7 +251,24 @@ async def _drive_async(submit: Callable[[TransferEngine], object], as_json: bool
     return _summarise(engine, statuses, as_json)
 
 
-def _print_notes(engine: TransferEngine, job_ids: list[int]) -> None:
+Submit = Callable[[TransferEngine], Awaitable[Iterable[int]]]
+"""Queues a command's jobs on the engine; returns their numbers."""
+
+
+class JobsView(Protocol):
+    """What the reporter and the summary read about jobs: the engine, or what the transfer
+    agent reported (tui/cli/agent_client.py ``RemoteView``)."""
+
+    def jobs(self) -> list[JobStatus]: ...
+
+    def files(self, job_id: int) -> list[FileStatus]: ...
+
+    def job_error(self, job_id: int) -> FerryError | None: ...
+
+    def notes(self, job_id: int) -> list[str]: ...
+
+
+def _print_notes(engine: JobsView, job_ids: list[int]) -> None:
     """What finished tagged jobs completed (e.g. a case recorded as sent; what a cancelled
     study send could not remove from the server): backend/transfers/finishers.py."""
     for job_id in job_ids:
@@ -252,7 +282,7 @@ def verified_summary(methods: list[str | None]) -> str:
     return ", ".join(f"{n} {verified_label(m)}" for m, n in verified_counts(methods))
 
 
-def _summarise(engine: TransferEngine, statuses: list[JobStatus], as_json: bool = False) -> int:
+def _summarise(engine: JobsView, statuses: list[JobStatus], as_json: bool = False) -> int:
     code = 0
     for status in statuses:
         if not as_json:
@@ -295,10 +325,10 @@ class _Reporter:
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
         self.tty = not as_json and sys.stderr.isatty()
-        self._progress = None
-        self._tasks: dict[int, object] = {}
+        self._progress: Progress | None = None
+        self._tasks: dict[int, TaskID] = {}
 
-    def open(self, engine: TransferEngine, job_ids: list[int]) -> None:
+    def open(self, engine: JobsView, job_ids: list[int]) -> None:
         if not self.tty:
             return
         from rich.progress import (
@@ -344,7 +374,7 @@ class _Reporter:
                 print(line, flush=True)
         if self._progress is not None and event.job_id in self._tasks:
             self._progress.update(
-                self._tasks[event.job_id],  # type: ignore[arg-type]
+                self._tasks[event.job_id],
                 completed=event.bytes_done, total=event.bytes_total or None,
             )
 

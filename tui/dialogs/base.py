@@ -11,6 +11,7 @@ import asyncio
 from typing import Any, ClassVar, TypeVar
 
 from textual.app import App
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen
 
@@ -64,23 +65,24 @@ class FerryDialog(ModalScreen[T]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._waiter: asyncio.Future[Any] | None = None
+        self._waiter: asyncio.Future[T | None] | None = None
 
-    def cancel_result(self) -> Any:
+    def cancel_result(self) -> T | None:
         return None
 
     def action_cancel(self) -> None:
         self.dismiss(self.cancel_result())
 
-    def dismiss(self, result: Any = None) -> Any:  # type: ignore[override]
+    def dismiss(self, result: T | None = None) -> AwaitComplete:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(result)
         return super().dismiss(result)
 
 
-async def ask(app: App[Any], dialog: FerryDialog[T]) -> T:
-    """Show ``dialog`` and wait for its result (usable from any task, worker or handler)."""
-    waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+async def ask(app: App[Any], dialog: FerryDialog[T]) -> T | None:
+    """Show ``dialog`` and wait for its result (usable from any task, worker or handler); None
+    when it was dismissed without one (as Textual's ``dismiss()``)."""
+    waiter: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
     dialog._waiter = waiter
     app.push_screen(dialog)
     return await waiter

@@ -12,7 +12,6 @@ answer (``{"share", "links", "password"}``) and :func:`share_file` shows
 
 from __future__ import annotations
 
-import getpass
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -39,12 +38,14 @@ from textual.widgets.option_list import Option
 from backend.errors import FerryError
 from backend.log import register_secret
 from backend.remote import RemoteEntry
-from backend.shares.client import ShareClient, local_file_source, sftp_source
+from backend.shares.client import CreatedJSON, ShareClient, local_file_source, sftp_source
 from backend.shares.service import normalise_email
+from backend.sites.model import local_user
 from backend.units import human_size
 from tui.dialogs.base import FerryDialog
+from tui.dialogs.qr import qr_text
 from tui.dialogs.text import plain
-from tui.widgets.qr import qr_text
+from tui.messages import ShareCreated
 
 EXPIRY_CHOICES = [("1 day", "1d"), ("3 days", "3d"), ("7 days", "7d")]
 DEFAULT_EXPIRY = "3d"
@@ -63,7 +64,7 @@ def error_line(exc: FerryError) -> str:
     return f"{exc.message} ({exc.hint})" if exc.hint else exc.message
 
 
-class ShareDialog(FerryDialog[dict[str, Any] | None]):
+class ShareDialog(FerryDialog[CreatedJSON | None]):
     """Ask how to share ``name`` and create the share; dismisses with the service's answer."""
 
     HELP_TITLE = "Share a file"
@@ -156,7 +157,7 @@ class ShareDialog(FerryDialog[dict[str, Any] | None]):
             "expires": str(expires) if expires != Select.BLANK else DEFAULT_EXPIRY,
             "max_downloads": int(limit_text),
             "notify": self.query_one("#notify", Checkbox).value,
-            "sender": _user(),
+            "sender": local_user(),
         }
         if password:
             register_secret(password)
@@ -258,7 +259,7 @@ class ShareResultDialog(FerryDialog[None]):
     ShareResultDialog #copied { height: auto; color: $success; }
     """
 
-    def __init__(self, result: dict[str, Any]) -> None:
+    def __init__(self, result: CreatedJSON) -> None:
         super().__init__()
         self.result = result
         self.items: list[tuple[str, str]] = []  # (what, text to copy)
@@ -383,22 +384,12 @@ def share_file(app: App[Any], source: Any, path: str, entry: RemoteEntry) -> Non
         def open_source() -> AsyncIterator[bytes]:
             return local_file_source(Path(path))
 
-    def done(result: dict[str, Any] | None) -> None:
+    def done(result: CreatedJSON | None) -> None:
         if result:
             app.push_screen(ShareResultDialog(result))
-            from tui.screens.shares import refresh_shares, start_share_events
-
-            start_share_events(app)
-            refresh_shares(app)
+            app.post_message(ShareCreated())  # the app refreshes the Shares screens
 
     dialog = ShareDialog(
         name=entry.name, size=entry.size, where=f"{source.label}:{path}", open_source=open_source
     )
     app.push_screen(dialog, callback=done)
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "unknown"

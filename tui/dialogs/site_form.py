@@ -16,6 +16,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -117,8 +118,11 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
     def _row(self, label: str, widget: Input | Select[str]) -> Horizontal:
         return Horizontal(Label(label), widget, classes="row")
 
-    def _input(self, label: str, field: str, value: str = "", **kwargs: object) -> Horizontal:
-        return self._row(label, Input(value, id=field, compact=True, **kwargs))  # type: ignore[arg-type]
+    def _input(self, label: str, field: str, value: str = "", *, placeholder: str = "",
+               type: Literal["integer", "number", "text"] = "text",
+               password: bool = False) -> Horizontal:
+        return self._row(label, Input(value, placeholder, id=field, compact=True, type=type,
+                                      password=password))
 
     def _choice(self, label: str, field: str, options: tuple[str, ...], value: str) -> Horizontal:
         return self._row(
@@ -233,10 +237,10 @@ class SiteFormDialog(FerryDialog[SiteFormResult | None]):
         if field is not None:
             target = self.query(f"#{field}")
             if target:
-                widget = target.first()
-                if isinstance(widget, Input):
-                    widget.add_class("invalid")
-                widget.focus()
+                first = target.first()
+                if isinstance(first, Input):
+                    first.add_class("invalid")
+                first.focus()
 
     @on(Button.Pressed, "#save")
     @on(Input.Submitted)

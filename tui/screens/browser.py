@@ -397,7 +397,7 @@ class BrowserScreen(Screen[None]):
 
     async def _confirm_move(self, src: FilePane, dst: FilePane,
                             entries: list[RemoteEntry]) -> bool:
-        return await ask(
+        confirmed = await ask(
             self.app,
             ConfirmDialog(
                 f"Move {display_name(entries[0].name)}?" if len(entries) == 1
@@ -414,6 +414,7 @@ class BrowserScreen(Screen[None]):
                 confirm_label="Move",
             ),
         )
+        return confirmed is True
 
     @work(group="ops", exclusive=False, exit_on_error=False)
     async def _relay(self, src: FilePane, dst: FilePane, entries: list[RemoteEntry], *,
@@ -441,9 +442,10 @@ class BrowserScreen(Screen[None]):
         if move and not await self._confirm_move(src, dst, entries):
             return
         if move and source.site.name == target.site.name:
-            spec = await self._rename_on_server(src, dst, spec)
-            if spec is None:
+            renamed = await self._rename_on_server(src, dst, spec)
+            if renamed is None:
                 return
+            spec = renamed
         what = "move" if move else "copy"
         self.notify(f"{what} queued: {spec.label} (download, then upload)", timeout=3)
         self.app.run_worker(
@@ -510,7 +512,7 @@ class BrowserScreen(Screen[None]):
 
         for job in specs:
             try:
-                job_id = await bridge.call("submit", job)
+                job_id = await bridge.submit(job)
             except FerryError as exc:
                 self.notify(exc.message, title="Transfer", severity="error")
                 return

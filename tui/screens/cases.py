@@ -46,6 +46,7 @@ from backend.transfers.model import verified_label
 from tui.dialogs import ConfirmDialog, TextInputDialog, ask
 from tui.dialogs.text import plain
 from tui.screens import status_bar
+from tui.services import ferry
 from tui.widgets.list_table import ListTable
 
 POLL_INTERVAL = 15.0
@@ -268,7 +269,7 @@ class CasesScreen(Screen[None]):
                                           for r in CaseStore().list(self.site_name)):
             vault = None
             with contextlib.suppress(FerryError):  # never prompts: unlocked, or unattended
-                vault = self.app.session.unlock_unattended()  # type: ignore[attr-defined]
+                vault = ferry(self.app).session.unlock_unattended()
             if vault is not None:
                 self._mappings = MappingStore(vault)
         return self._mappings
@@ -397,7 +398,8 @@ class CasesScreen(Screen[None]):
             self.notify(f"checking and sending {source.name} to {self.site_name}…", timeout=3)
             try:
                 if options.deidentify and mappings is None:
-                    vault = await self.app.unlock_vault(create=True)  # type: ignore[attr-defined]
+                    vault = await ferry(self.app).unlock_vault(create=True)
+                    assert vault is not None  # create=True makes one or raises
                     mappings = MappingStore(vault)
                 result = await send_case(self.site, self.sftp, engine, source, options=options,
                                          mappings=mappings)

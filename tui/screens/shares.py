@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -24,8 +25,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from backend.errors import FerryError, ShareError
-from backend.shares.client import ShareClient
+from backend.shares.client import EventJSON, ShareClient, ShareJSON
 from backend.shares.policy import parse_duration
+from backend.sites.model import local_user
 from tui.dialogs import ConfirmDialog, MessageDialog, TextInputDialog, ask
 from tui.dialogs.share import error_line, parse_recipients
 from tui.dialogs.text import plain
@@ -54,14 +56,14 @@ def _when(value: Any) -> datetime | None:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
-def share_state(share: dict[str, Any]) -> str:
+def share_state(share: ShareJSON) -> str:
     """active / expired / revoked / exhausted / purged (a revoked share stays "revoked")."""
     if share.get("revoked_at"):
         return "revoked"
     return str(share.get("status", ""))
 
 
-def countdown(share: dict[str, Any], now: datetime) -> str:
+def countdown(share: ShareJSON, now: datetime) -> str:
     """Time left while the share lives ("in 2d 23h", "in 5h 12m", "in 9m"), else "—"."""
     state = share_state(share)
     expires = _when(share.get("expires_at"))
@@ -77,7 +79,7 @@ def countdown(share: dict[str, Any], now: datetime) -> str:
     return f"in {hours}h {mins}m" if hours else f"in {mins}m"
 
 
-def expires_in(share: dict[str, Any], now: datetime) -> str:
+def expires_in(share: ShareJSON, now: datetime) -> str:
     """The same in words, for the details ("in 2 days")."""
     expires = _when(share.get("expires_at"))
     if expires is None:
@@ -86,7 +88,7 @@ def expires_in(share: dict[str, Any], now: datetime) -> str:
     return f"in {words}" if expires > now else f"{words} ago"
 
 
-def recipients_text(share: dict[str, Any]) -> str:
+def recipients_text(share: ShareJSON) -> str:
     emails = [str(r.get("email") or "(link)") for r in share.get("recipients", [])]
     if not emails:
         return "—"
@@ -133,7 +135,7 @@ class SharesScreen(Screen[None]):
         super().__init__()
         self.now: Clock = now or _utcnow
         self.make_client = client
-        self.shares: list[dict[str, Any]] = []
+        self.shares: list[ShareJSON] = []
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -166,7 +168,8 @@ class SharesScreen(Screen[None]):
 
     @work(exclusive=True, group="shares-load", exit_on_error=False)
     async def reload(self, select: str | None = None) -> None:
-        keep = select or (self.selected() or {}).get("id")
+        current = self.selected()
+        keep = select or (current["id"] if current else None)
         try:
             shares = await self.make_client().list()
         except FerryError as exc:
@@ -201,7 +204,7 @@ class SharesScreen(Screen[None]):
         self._show_detail()
         table.focus()
 
-    def selected(self) -> dict[str, Any] | None:
+    def selected(self) -> ShareJSON | None:
         row = self.table.cursor_row if self.is_mounted else -1
         if not self.shares or row < 0 or row >= len(self.shares):
             return None
@@ -244,7 +247,7 @@ class SharesScreen(Screen[None]):
     def action_reload(self) -> None:
         self.reload()
 
-    def _require(self) -> dict[str, Any] | None:
+    def _require(self) -> ShareJSON | None:
         share = self.selected()
         if share is None:
             self.notify("no share selected", severity="warning")
@@ -274,7 +277,7 @@ class SharesScreen(Screen[None]):
             self._revoke(share)
 
     @work(group="shares-ops", exclusive=False, exit_on_error=False)
-    async def _revoke(self, share: dict[str, Any]) -> None:
+    async def _revoke(self, share: ShareJSON) -> None:
         ok = await ask(
             self.app,
             ConfirmDialog(
@@ -304,7 +307,7 @@ class SharesScreen(Screen[None]):
             self._extend(share)
 
     @work(group="shares-ops", exclusive=False, exit_on_error=False)
-    async def _extend(self, share: dict[str, Any]) -> None:
+    async def _extend(self, share: ShareJSON) -> None:
         value = await ask(
             self.app,
             TextInputDialog(
@@ -329,7 +332,7 @@ class SharesScreen(Screen[None]):
             self._add_recipient(share)
 
     @work(group="shares-ops", exclusive=False, exit_on_error=False)
-    async def _add_recipient(self, share: dict[str, Any]) -> None:
+    async def _add_recipient(self, share: ShareJSON) -> None:
         email = await ask(
             self.app,
             TextInputDialog(
@@ -364,9 +367,7 @@ def _state_text(state: str) -> Text:
 
 
 def _actor() -> str:
-    from tui.dialogs.share import _user
-
-    return _user()
+    return local_user()
 
 
 # ---------------------------------------------------------------------- App-level watcher
@@ -385,11 +386,14 @@ def refresh_shares(app: App[Any]) -> None:
             screen.downloaded()
 
 
+_WATCHING: weakref.WeakSet[App[Any]] = weakref.WeakSet()  # apps whose watcher runs
+
+
 def start_share_events(app: App[Any]) -> None:
     """Start (once per app) the worker that announces downloads as notifications."""
-    if getattr(app, "_ferry_share_events", False):
+    if app in _WATCHING:
         return
-    app._ferry_share_events = True  # type: ignore[attr-defined]
+    _WATCHING.add(app)
     app.run_worker(_watch_events(app), group="share-events", exclusive=True,
                    exit_on_error=False, name="share-events")
 
@@ -408,7 +412,7 @@ async def _latest_event_id(client: ShareClient) -> int:
 
 async def _watch_events(app: App[Any]) -> None:
     since: int | None = None
-    shares: dict[str, dict[str, Any]] = {}
+    shares: dict[str, ShareJSON | None] = {}  # what each announced share is (None: unknown)
     while True:
         try:
             client = ShareClient()
@@ -431,7 +435,7 @@ def recipient_label(recipient: dict[str, Any]) -> str:
 
 
 async def _announce(
-    app: App[Any], client: ShareClient, event: dict[str, Any], shares: dict[str, dict[str, Any]]
+    app: App[Any], client: ShareClient, event: EventJSON, shares: dict[str, ShareJSON | None]
 ) -> None:
     """``alice@nhs.net downloaded scan.zip``: the recipient named as on the Shares screen
     (the service's event names a recipient without an address by its internal id)."""
@@ -439,18 +443,19 @@ async def _announce(
     share_id = str(fields.get("share", ""))
     who = str(fields.get("recipient") or "")
 
-    def known(share: dict[str, Any] | None) -> dict[str, str]:
-        return {str(r.get("id")): recipient_label(r)
-                for r in (share or {}).get("recipients", [])}
+    def known(share: ShareJSON | None) -> dict[str, str]:
+        if share is None:
+            return {}
+        return {str(r.get("id")): recipient_label(dict(r)) for r in share.get("recipients", [])}
 
     if share_id and (share_id not in shares or (who and who not in known(shares[share_id])
                                                 and "@" not in who)):
         try:  # (again when a recipient was added since)
             shares[share_id] = await client.show(share_id)
         except FerryError:
-            shares.setdefault(share_id, {})
-    share = shares.get(share_id) or {}
-    name = str(share.get("name") or "") or f"share {share_id}"
+            shares.setdefault(share_id, None)
+    share = shares.get(share_id)
+    name = (str(share.get("name") or "") if share is not None else "") or f"share {share_id}"
     label = known(share).get(who) or (who if "@" in who else "a recipient")
     if label == "(link)":
         label = "someone with the anonymous link (link)"

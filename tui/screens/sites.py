@@ -31,6 +31,7 @@ from tui.dialogs import ConfirmDialog, MessageDialog, SecretDialog, TextInputDia
 from tui.dialogs.site_form import SiteFormDialog, SiteFormResult
 from tui.dialogs.text import plain
 from tui.screens import status_bar
+from tui.services import ferry
 from tui.widgets.list_table import ListTable
 
 
@@ -92,7 +93,7 @@ class SitesScreen(Screen[None]):
         table = self.table
         keep = select or self.selected_name()
         try:
-            sites = self.app.store.list()  # type: ignore[attr-defined]
+            sites = ferry(self.app).store.list()
         except FerryError as exc:
             sites = []
             self.notify(exc.message, title="Sites", severity="error", timeout=10)
@@ -128,7 +129,7 @@ class SitesScreen(Screen[None]):
             self.notify("No site selected: press a to add one.", severity="warning")
             return None
         try:
-            return self.app.store.get(name)  # type: ignore[attr-defined]
+            return ferry(self.app).store.get(name)
         except FerryError as exc:
             self.notify(exc.message, severity="error")
             return None
@@ -151,7 +152,7 @@ class SitesScreen(Screen[None]):
 
     def _open(self, name: str | None) -> None:
         try:
-            self.app.open_browser(name)  # type: ignore[attr-defined]
+            ferry(self.app).open_browser(name)
         except ImportError:
             self.notify("The browser is not available in this build.", severity="error")
 
@@ -165,7 +166,7 @@ class SitesScreen(Screen[None]):
 
     def action_add(self) -> None:
         self.app.push_screen(
-            SiteFormDialog(None, self.app.store.names(), self._save),  # type: ignore[attr-defined]
+            SiteFormDialog(None, ferry(self.app).store.names(), self._save),
             callback=self._saved,
         )
 
@@ -173,11 +174,11 @@ class SitesScreen(Screen[None]):
         site = self._selected_site()
         if site is None:
             return
-        vault: Vault | None = self.app._vault  # type: ignore[attr-defined]
+        vault: Vault | None = ferry(self.app).vault
         self.app.push_screen(
             SiteFormDialog(
                 site,
-                self.app.store.names(),  # type: ignore[attr-defined]
+                ferry(self.app).store.names(),
                 self._save,
                 has_password=vault is not None
                 and secret_name(site.name, "password") in vault,
@@ -190,7 +191,7 @@ class SitesScreen(Screen[None]):
     async def _save(self, result: SiteFormResult) -> None:
         """Save a form's result: secrets into the vault, the site into sites.toml."""
         app = self.app
-        store = app.store  # type: ignore[attr-defined]
+        store = ferry(app).store
         site = result.site
         secrets: dict[str, str] = {}
         if result.password and site.auth == "password":
@@ -203,15 +204,15 @@ class SitesScreen(Screen[None]):
                                                    and not renamed)
         vault: Vault | None = None
         if secrets or encrypting:
-            vault = await app.unlock_vault(create=True)  # type: ignore[attr-defined]
+            vault = await ferry(app).unlock_vault(create=True)
         elif renamed and old is not None and old.encrypt_at_rest:
-            vault = await app.unlock_vault()  # type: ignore[attr-defined]  # the key moves
+            vault = await ferry(app).unlock_vault()  # the key moves
         elif renamed:
-            vault = app._vault  # type: ignore[attr-defined]
+            vault = ferry(app).vault
         if vault is not None and renamed and result.original_name is not None:
             for kind in ("password", "passphrase", "encryption-key"):
-                vault.rename(secret_name(result.original_name, kind),  # type: ignore[arg-type]
-                             secret_name(site.name, kind))  # type: ignore[arg-type]
+                vault.rename(secret_name(result.original_name, kind),
+                             secret_name(site.name, kind))
         self._key_created = None
         # the same backend call as 'ferry sites add --encrypt-at-rest' (saves the vault)
         if encrypting and vault is not None and atrest.ensure_key(vault, site.name).created:
@@ -249,7 +250,7 @@ class SitesScreen(Screen[None]):
         site = self._selected_site()
         if site is None:
             return
-        vault: Vault | None = self.app._vault  # type: ignore[attr-defined]
+        vault: Vault | None = ferry(self.app).vault
         lines = [
             f"Remove site {site.name} ({site.address}) from sites.toml.",
             f"Its {len(site.host_keys)} pinned host key(s) are forgotten.",
@@ -266,7 +267,7 @@ class SitesScreen(Screen[None]):
             if not confirmed:
                 return
             try:
-                self.app.store.remove(site.name)  # type: ignore[attr-defined]
+                ferry(self.app).store.remove(site.name)
                 server_profile.forget_profile(site.name)
                 if vault is not None and stored:
                     for n in stored:
@@ -293,7 +294,7 @@ class SitesScreen(Screen[None]):
     async def _test(self, name: str) -> None:
         self.notify(f"Connecting to {name}…", timeout=3)
         try:
-            site, conn = await self.app.connect_site(name)  # type: ignore[attr-defined]
+            site, conn = await ferry(self.app).connect_site(name)
         except FerryError:
             return  # connect_site has shown the error
         problem: str | None = None
@@ -329,7 +330,7 @@ class SitesScreen(Screen[None]):
             return
         try:
             parsed = parse_ssh_config(path)
-            added, skipped = import_into_store(parsed, self.app.store)  # type: ignore[attr-defined]
+            added, skipped = import_into_store(parsed, ferry(self.app).store)
         except FerryError as exc:
             self.notify(exc.message, title="Import", severity="error", timeout=10)
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -27,6 +27,9 @@ from backend.names import display_name
 from backend.remote import VIEW_LIMIT, RemoteEntry
 from backend.sources import Source
 from tui.widgets.file_pane import perms
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 HEX_LIMIT = 64 * 1024
 _UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -108,7 +111,7 @@ class ViewerScreen(Screen[None]):
         self.path = path
         self.entry = entry
         self.note = ""
-        self.dicom: object | None = None  # the parsed header when the file is DICOM
+        self.dicom: Dataset | None = None  # the parsed header when the file is DICOM
         self.reveal = False  # patient fields shown in full
 
     def compose(self) -> ComposeResult:
@@ -149,7 +152,7 @@ class ViewerScreen(Screen[None]):
     def dicom_rows(self) -> list[headerview.HeaderRow]:
         if self.dicom is None:
             return []
-        return headerview.header_rows(self.dicom, reveal=self.reveal)  # type: ignore[arg-type]
+        return headerview.header_rows(self.dicom, reveal=self.reveal)
 
     async def _show_dicom(self) -> None:
         rows = self.dicom_rows()
@@ -160,7 +163,7 @@ class ViewerScreen(Screen[None]):
         for old in self.query(LoadingIndicator):
             await old.remove()
         self.query_one(".viewer-note", Static).update(Text(self.note))
-        table: DataTable[Text] | None = next(iter(self.query("#viewer-dicom")), None)  # type: ignore[assignment]
+        table: DataTable[Text] | None = next(self.query("#viewer-dicom").results(DataTable), None)
         if table is None:
             table = DataTable(id="viewer-dicom", cursor_type="row", zebra_stripes=True)
             table.add_columns("tag", "name", "VR", "value")

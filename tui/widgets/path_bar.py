@@ -30,8 +30,9 @@ class PathBar(Static):
     }
     """
 
-    def __init__(self, label: str = "", path: str = "", **kwargs: object) -> None:
-        super().__init__("", **kwargs)  # type: ignore[arg-type]
+    def __init__(self, label: str = "", path: str = "", *, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__("", id=id, classes=classes)
         self.label = label
         self.path = path
         self.loading_note = ""

@@ -329,10 +329,13 @@ class QueuePanel(_QueueListener, Vertical):
         self.model.dirty = True
         return True
 
+    _columns: dict[str, int]
+    _keep_cursor: int | None
+
     def on_mount(self) -> None:
         self.border_title = "Transfers"
-        self._columns: dict[str, int] = {}
-        self._keep_cursor: int | None = None
+        self._columns = {}
+        self._keep_cursor = None
         self._listen()
         self.redraw()
 
