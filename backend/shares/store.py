@@ -142,6 +142,11 @@ def _dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+def _dt_required(value: str) -> datetime:
+    """A NOT NULL timestamp column."""
+    return datetime.fromisoformat(value)
+
+
 _SHARE_COLS = (
     "id, name, size, sha256, created_at, expires_at, max_downloads, password_hash, blob_id,"
     " sender, message, notify, revoked_at, purged_at, purge_reason, broken_at, broken_reason"
@@ -186,8 +191,9 @@ class SqliteMetadataStore:
     @staticmethod
     def _share(row: tuple[Any, ...]) -> Share:
         return Share(
-            id=row[0], name=row[1], size=row[2], sha256=row[3], created_at=_dt(row[4]),
-            expires_at=_dt(row[5]), max_downloads=row[6], password_hash=row[7], blob_id=row[8],
+            id=row[0], name=row[1], size=row[2], sha256=row[3],
+            created_at=_dt_required(row[4]),
+            expires_at=_dt_required(row[5]), max_downloads=row[6], password_hash=row[7], blob_id=row[8],
             sender=row[9], message=row[10], notify=bool(row[11]), revoked_at=_dt(row[12]),
             purged_at=_dt(row[13]), purge_reason=row[14], broken_at=_dt(row[15]),
             broken_reason=row[16],

@@ -38,7 +38,7 @@ from backend.crypto.container import Decryptor, resume_point_for_plaintext
 from backend.errors import FerryError, IntegrityError, TransferError, UsageError
 from backend.fsutil import open_exclusive, safe_local_mode
 from backend.names import display_name
-from backend.remote import sftp_errors, translate_sftp_error
+from backend.remote import read_bytes, sftp_errors, translate_sftp_error
 from backend.sites.model import Site
 from backend.sites.profile import upload_lanes
 from backend.sshtuning import round_trip
@@ -387,7 +387,7 @@ async def _download_into(plan: Plan, lane: Lane,
                     got = 0
                     parts: list[bytes] = []
                     while got < n:
-                        data = await handle.read(n - got, off + got)
+                        data = await read_bytes(handle, n - got, off + got)
                         if not data:
                             raise TransferError(
                                 f"{display_name(row.src)} shrank while downloading"
@@ -461,7 +461,7 @@ async def _decrypt_from(plan: Plan, open_task: asyncio.Future[asyncssh.SFTPClien
     if start > 0:
         try:
             with sftp_errors(row.src):
-                head = await (await open_task).read(64 * 1024, 0)
+                head = await read_bytes(await open_task, 64 * 1024, 0)
             dec, offset, keep, digest = await asyncio.to_thread(
                 cipher.resume_download, head, start, fd)
             if offset > 0:
@@ -631,7 +631,7 @@ async def _same_size_differs(plan: Plan, lane: Lane, fd: int, row: FileRow,
     name = display_name(final)
     theirs = await plan.hasher.sha256(final) if plan.hasher.usable() else None
     if theirs is not None:
-        ours = (await asyncio.to_thread(_sha256_fd, fd, row.size)).hexdigest()
+        ours: str = (await asyncio.to_thread(_sha256_fd, fd, row.size)).hexdigest()
         if theirs != ours:
             log.info("%s: same size but a different SHA-256 on the server: replacing it", name)
         return theirs != ours
@@ -849,7 +849,8 @@ async def _push(first: asyncssh.SFTPClientFile, lane: Lane, fd: int, source: Any
 
     def take(off: int, n: int) -> bytes:
         if source is not None:
-            return source.take(n)
+            taken: bytes = source.take(n)
+            return taken
         data = os.pread(fd, n, off)
         if len(data) != n:
             raise TransferError("the local file shrank while uploading")

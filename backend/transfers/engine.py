@@ -106,7 +106,7 @@ class RetryPolicy:
     max_delay: float = 30.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.max_delay, self.first_delay * (2 ** max(0, attempt - 1)))
+        return min(self.max_delay, self.first_delay * 2.0 ** max(0, attempt - 1))
 
 
 class _Stopped(Exception):

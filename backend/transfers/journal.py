@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from backend import db
 from backend.errors import UsageError
@@ -211,7 +212,7 @@ class Journal:
             )
             return int(cur.lastrowid or 0)
 
-    def _job_from(self, row: tuple) -> JobRow:
+    def _job_from(self, row: tuple[Any, ...]) -> JobRow:
         return JobRow(
             id=row[0],
             spec=JobSpec.from_json(json.loads(row[1])),
@@ -264,7 +265,7 @@ class Journal:
             row = con.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
             if row is None:
                 raise UsageError(f"no transfer job {job_id}", hint="see 'ferry queue list'")
-            old = row[0]
+            old = str(row[0])
             if old not in allowed:
                 raise UsageError(f"job {job_id} is {old}; cannot make it {state}")
             con.execute(
