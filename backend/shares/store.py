@@ -193,7 +193,8 @@ class SqliteMetadataStore:
         return Share(
             id=row[0], name=row[1], size=row[2], sha256=row[3],
             created_at=_dt_required(row[4]),
-            expires_at=_dt_required(row[5]), max_downloads=row[6], password_hash=row[7], blob_id=row[8],
+            expires_at=_dt_required(row[5]), max_downloads=row[6], password_hash=row[7],
+            blob_id=row[8],
             sender=row[9], message=row[10], notify=bool(row[11]), revoked_at=_dt(row[12]),
             purged_at=_dt(row[13]), purge_reason=row[14], broken_at=_dt(row[15]),
             broken_reason=row[16],
