@@ -213,9 +213,10 @@ async def download(plan: Plan, row: FileRow, progress: Progress,
             row.mode = attrs.permissions & 0o7777
 
         final = Path(row.dst)
-        decrypting = plan.cipher is not None and row.src.endswith(plan.cipher.suffix)
-        if decrypting and final.name.endswith(plan.cipher.suffix):  # type: ignore[union-attr]
-            final = final.with_name(final.name[: -len(plan.cipher.suffix)])  # type: ignore[union-attr]
+        cipher = plan.cipher
+        decrypting = cipher is not None and row.src.endswith(cipher.suffix)
+        if cipher is not None and decrypting and final.name.endswith(cipher.suffix):
+            final = final.with_name(final.name[: -len(cipher.suffix)])
         try:
             existing = os.lstat(final)
         except FileNotFoundError:
@@ -356,7 +357,7 @@ async def _download_into(plan: Plan, lane: Lane,
             def ordered(chunks: list[bytes | None]) -> None:
                 assert sink is not None
                 if decryptor is None:
-                    sink.put(chunks)  # type: ignore[arg-type]
+                    sink.put(chunks)  # type: ignore[arg-type]  # not decrypting: all bytes
                     progress.checkpoint(sink.written)
                     return
                 plain: list[bytes] = []

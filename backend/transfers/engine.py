@@ -407,7 +407,7 @@ class TransferEngine:
             if live is not None:
                 status = replace(
                     status,
-                    state=live.state,  # type: ignore[arg-type]
+                    state=live.state,  # type: ignore[arg-type]  # a JobState kept as text
                     bytes_done=live.bytes_done,
                     bytes_total=live.bytes_total or status.bytes_total,
                     speed=live.speed,
@@ -515,7 +515,7 @@ class TransferEngine:
                    state: str | None = None, error: str | None = None,
                    row: FileRow | None = None) -> None:
         self._emit(TransferEvent(
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,  # type: ignore[arg-type]  # callers pass an EventKind
             job_id=live.job.id,
             state=state or live.state,
             path=path,

@@ -106,7 +106,7 @@ class FileRow:
             job_id=self.job_id,
             source=self.src,
             destination=self.dst,
-            state=self.state,  # type: ignore[arg-type]
+            state=self.state,  # type: ignore[arg-type]  # a FileState kept as text
             size=self.size,
             bytes_done=self.bytes_done,
             offset=self.offset,
@@ -420,7 +420,7 @@ class Journal:
                     direction=job.spec.direction,
                     site=job.spec.site,
                     label=job.spec.label,
-                    state=job.state,  # type: ignore[arg-type]
+                    state=job.state,  # type: ignore[arg-type]  # a JobState kept as text
                     bytes_done=t.get("bytes_done", 0),
                     bytes_total=t.get("bytes_total", 0),
                     files_done=t.get("done", 0),

@@ -577,7 +577,7 @@ class BrowserScreen(Screen[None]):
                 policy = next((p for p in chosen.values() if p != "skip"), spec.on_conflict)
             if policy != "skip":
                 groups.setdefault(policy, []).append(path)
-        return [replace(spec, sources=paths, on_conflict=policy)  # type: ignore[arg-type]
+        return [replace(spec, sources=paths, on_conflict=policy)  # type: ignore[arg-type]  # policies from the dialog are ConflictPolicy
                 for policy, paths in groups.items()]
 
     # ------------------------------------------------------------------ file operations
