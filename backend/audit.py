@@ -34,6 +34,7 @@ import getpass
 import hashlib
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -374,36 +375,7 @@ class AuditLog:
         """Rows in id order. ``event`` may end in ``*`` (prefix match); ``since`` is a row id
         (rows after it) or a time (rows at or after it); ``limit`` keeps the newest N;
         ``text`` is a case-insensitive substring of the event or its fields."""
-        where: list[str] = []
-        args: list[Any] = []
-        if event:
-            if event.endswith("*"):
-                where.append("event LIKE ? ESCAPE '\\'")
-                prefix = event[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                args.append(prefix + "%")
-            else:
-                where.append("event = ?")
-                args.append(event)
-        if isinstance(since, int) and not isinstance(since, bool):
-            where.append("id > ?")
-            args.append(since)
-        elif isinstance(since, datetime):
-            stamp = since if since.tzinfo else since.replace(tzinfo=UTC)
-            where.append("ts >= ?")
-            args.append(stamp.astimezone(UTC).isoformat(timespec="microseconds"))
-        elif isinstance(since, str) and since:
-            where.append("ts >= ?")
-            args.append(since)
-        if text:
-            where.append("(instr(lower(event), ?) > 0 OR instr(lower(fields), ?) > 0)")
-            args += [text.lower(), text.lower()]
-        sql = "SELECT id, ts, event, actor, fields, prev_hash, hash FROM audit"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC" if limit else " ORDER BY id"
-        if limit:
-            sql += " LIMIT ?"
-            args.append(int(limit))
+        sql, args = query_sql(event, since, limit, text, SQLITE_DIALECT)
         with self._connect() as con:
             rows = con.execute(sql, args).fetchall()
         if limit:
@@ -412,11 +384,7 @@ class AuditLog:
 
     @staticmethod
     def _record(row: tuple[Any, ...]) -> AuditRecord:
-        try:
-            fields = parse_fields(row[4])
-        except NotCanonical:  # never show a value the hash does not vouch for as if it did
-            fields = {"_unparseable": row[4]}
-        return AuditRecord(row[0], row[1], row[2], row[3], fields, row[5], row[6])
+        return record_from_row(row)
 
     def last_id(self) -> int:
         with self._connect() as con:
@@ -607,3 +575,65 @@ def _csv_cell(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
+
+
+@dataclass(frozen=True)
+class SqlDialect:
+    """What differs between the SQLite log and the PostgreSQL one (backend/shares/pgaudit.py)
+    in :func:`query_sql`: the placeholder, the LIKE escape clause, the substring function."""
+
+    placeholder: str
+    like_escape: str
+    contains: str  # a function (haystack, needle) -> position > 0 when found
+
+
+SQLITE_DIALECT = SqlDialect("?", " ESCAPE '\\'", "instr")
+POSTGRES_DIALECT = SqlDialect("%s", "", "strpos")  # PostgreSQL's LIKE escapes with \ already
+
+
+def query_sql(event: str | None, since: int | str | datetime | None, limit: int | None,
+              text: str | None, dialect: SqlDialect) -> tuple[str, list[Any]]:
+    """The SELECT behind ``query()`` of either audit log (see :meth:`AuditLog.query`)."""
+    ph = dialect.placeholder
+    where: list[str] = []
+    args: list[Any] = []
+    if event:
+        if event.endswith("*"):
+            where.append(f"event LIKE {ph}{dialect.like_escape}")
+            prefix = event[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            args.append(prefix + "%")
+        else:
+            where.append(f"event = {ph}")
+            args.append(event)
+    if isinstance(since, int) and not isinstance(since, bool):
+        where.append(f"id > {ph}")
+        args.append(since)
+    elif isinstance(since, datetime):
+        stamp = since if since.tzinfo else since.replace(tzinfo=UTC)
+        where.append(f"ts >= {ph}")
+        args.append(stamp.astimezone(UTC).isoformat(timespec="microseconds"))
+    elif isinstance(since, str) and since:
+        where.append(f"ts >= {ph}")
+        args.append(since)
+    if text:
+        where.append(f"({dialect.contains}(lower(event), {ph}) > 0 OR "
+                     f"{dialect.contains}(lower(fields), {ph}) > 0)")
+        args += [text.lower(), text.lower()]
+    sql = "SELECT id, ts, event, actor, fields, prev_hash, hash FROM audit"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC" if limit else " ORDER BY id"
+    if limit:
+        sql += f" LIMIT {ph}"
+        args.append(int(limit))
+    return sql, args
+
+
+def record_from_row(row: Sequence[Any]) -> AuditRecord:
+    """An audit row as a record; a row whose fields are not canonical JSON is shown as
+    ``_unparseable`` (never a value the hash does not vouch for as if it did)."""
+    try:
+        fields = parse_fields(row[4])
+    except NotCanonical:
+        fields = {"_unparseable": row[4]}
+    return AuditRecord(int(row[0]), row[1], row[2], row[3], fields, row[5], row[6])

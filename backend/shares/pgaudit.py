@@ -17,11 +17,12 @@ the embedded log does. Same reading API as ``AuditLog``: ``append``, ``append_ma
 from __future__ import annotations
 
 import hmac
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from backend.audit import (
     GENESIS,
+    POSTGRES_DIALECT,
     TAMPER_EVENT,
     AuditRecord,
     NotCanonical,
@@ -31,6 +32,8 @@ from backend.audit import (
     _now,
     canonical_json,
     parse_fields,
+    query_sql,
+    record_from_row,
     row_hash,
 )
 from backend.shares.pgstore import PostgresMetadataStore, lock_key
@@ -114,47 +117,11 @@ class PgAuditLog:
     # -- reading --------------------------------------------------------------------------
     def query(self, event: str | None = None, since: int | str | datetime | None = None,
               limit: int | None = None, text: str | None = None) -> list[AuditRecord]:
-        where: list[str] = []
-        args: list[Any] = []
-        if event:
-            if event.endswith("*"):
-                prefix = event[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                where.append("event LIKE %s")
-                args.append(prefix + "%")
-            else:
-                where.append("event = %s")
-                args.append(event)
-        if isinstance(since, int) and not isinstance(since, bool):
-            where.append("id > %s")
-            args.append(since)
-        elif isinstance(since, datetime):
-            stamp = since if since.tzinfo else since.replace(tzinfo=UTC)
-            where.append("ts >= %s")
-            args.append(stamp.astimezone(UTC).isoformat(timespec="microseconds"))
-        elif isinstance(since, str) and since:
-            where.append("ts >= %s")
-            args.append(since)
-        if text:
-            where.append("(strpos(lower(event), %s) > 0 OR strpos(lower(fields), %s) > 0)")
-            args += [text.lower(), text.lower()]
-        sql = "SELECT id, ts, event, actor, fields, prev_hash, hash FROM audit"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC" if limit else " ORDER BY id"
-        if limit:
-            sql += " LIMIT %s"
-            args.append(int(limit))
+        sql, args = query_sql(event, since, limit, text, POSTGRES_DIALECT)
         rows = self.store._exec(sql, args)
         if limit:
             rows.reverse()
-        out = []
-        for r in rows:
-            try:
-                fields = parse_fields(r[4])
-            except NotCanonical:
-                fields = {"_unparseable": r[4]}
-            out.append(AuditRecord(int(r[0]), r[1], r[2], r[3], fields, r[5], r[6]))
-        return out
+        return [record_from_row(r) for r in rows]
 
     def last_id(self) -> int:
         rows = self.store._exec("SELECT max(id) FROM audit")
