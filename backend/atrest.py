@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import os
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.crypto.keys import KEY_SIZE
+from backend.crypto.keys import KEY_SIZE, read_key_bytes
 from backend.errors import ConfigError, IntegrityError, PermissionDeniedError, RemoteNotFoundError
 from backend.fsutil import open_exclusive
 from backend.transfers.crypt import key_secret_name, parse_key
@@ -108,20 +107,7 @@ def export_key(vault: Vault | None, site_name: str, path: Path | str) -> Path:
 def read_key_file(path: Path | str) -> bytes:
     """A 32-byte key from ``path``: 32 raw bytes, or 64 hex digits (one line)."""
     target = Path(path).expanduser()
-    try:
-        fd = os.open(target, os.O_RDONLY)
-    except FileNotFoundError:
-        raise RemoteNotFoundError(f"key file {target} does not exist") from None
-    except PermissionError:
-        raise PermissionDeniedError(f"cannot read key file {target}: permission denied") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot open key file {target}: {exc.strerror}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(f"key file {target} is not a regular file")
-        data = os.read(fd, 4 * KEY_SIZE)
-    finally:
-        os.close(fd)
+    data = read_key_bytes(target, 4 * KEY_SIZE)
     if len(data) == KEY_SIZE:
         return data
     try:

@@ -51,13 +51,9 @@ def generate_key_file(path: Path) -> None:
     os.close(fd)
 
 
-def read_key_file(path: Path) -> bytes:
-    """The 32-byte key stored in ``path``.
-
-    Raises :class:`RemoteNotFoundError` if missing, :class:`ConfigError` if it is not a regular
-    file or cannot be read, :class:`IntegrityError` if it does not hold exactly 32 bytes.
-    """
-    path = Path(path)
+def read_key_bytes(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of the regular file ``path`` (a key file), with the one-line
+    errors every key reader gives: missing (exit 9), unreadable (10), not a regular file (3)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -69,9 +65,19 @@ def read_key_file(path: Path) -> bytes:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ConfigError(f"key file {path} is not a regular file")
-        data = os.read(fd, KEY_SIZE + 1)
+        return os.read(fd, limit)
     finally:
         os.close(fd)
+
+
+def read_key_file(path: Path) -> bytes:
+    """The 32-byte key stored in ``path``.
+
+    Raises :class:`RemoteNotFoundError` if missing, :class:`ConfigError` if it is not a regular
+    file or cannot be read, :class:`IntegrityError` if it does not hold exactly 32 bytes.
+    """
+    path = Path(path)
+    data = read_key_bytes(path, KEY_SIZE + 1)
     if len(data) != KEY_SIZE:
         raise IntegrityError(
             f"key file {path} holds {len(data) if len(data) <= KEY_SIZE else 'more than 32'}"
