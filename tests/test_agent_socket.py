@@ -42,7 +42,7 @@ def test_folder_and_socket_are_private(agent_home: Path):  # noqa: F811
 @pytest.fixture
 def other_user() -> pwd.struct_passwd:
     if os.getuid() != 0:
-        pytest.skip("creating a second local user needs root")
+        pytest.fail("creating a second local user needs root (the tests and CI run as root)")
     try:
         return pwd.getpwnam(OTHER)
     except KeyError:
