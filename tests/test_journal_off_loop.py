@@ -72,3 +72,36 @@ async def test_a_locked_journal_does_not_freeze_the_event_loop(ferry_home, sftp_
     assert status.state == "done", status
     assert {p.name: sha256_of(p) for p in (out / "in").iterdir()} == want
     assert max(gaps) < 0.2, f"the event loop stalled for {max(gaps):.2f} s"
+
+
+async def test_forgetting_finished_jobs_does_not_freeze_the_event_loop(ferry_home, sftp_server,
+                                                                       tmp_path):
+    """The queue's ``C`` (forget finished jobs) is a journal write too: with another process
+    holding the lock for 2 s, the loop keeps ticking while the forget waits, and then the
+    finished job is gone from the queue. Before, ``forget_finished`` ran on the loop."""
+    write_random(sftp_server.root / "in" / "one.bin", 100_000, seed=1)
+    engine = make_engine(lambda: sftp_server.site("lab"))
+    await engine.start()
+    try:
+        job = await engine.submit(JobSpec("get", "lab", ["/in/one.bin"], str(tmp_path)))
+        assert (await asyncio.wait_for(engine.wait(job), 30)).state == "done"
+        locker = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", LOCKER, str(default_path()), str(HOLD),
+            stdout=asyncio.subprocess.PIPE)
+        assert locker.stdout is not None
+        assert (await locker.stdout.readline()).strip() == b"locked"
+        gaps: list[float] = []
+        forgetting = asyncio.ensure_future(engine.forget_finished())
+        last = time.monotonic()
+        while not forgetting.done():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+        assert await forgetting == [job]
+        await locker.wait()
+    finally:
+        await engine.stop()
+    assert [j.id for j in engine.jobs()] == []
+    assert len(gaps) > 50, "the forget did not wait for the other process's lock"
+    assert max(gaps) < 0.2, f"the event loop stalled for {max(gaps):.2f} s"

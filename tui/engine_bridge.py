@@ -135,12 +135,12 @@ class EngineBridge:
             text = f"{text} — {name}: {first.error or 'failed'}{more}"
         return text
 
-    def forget_finished(self, job_ids: list[int] | None = None) -> list[int]:
+    async def forget_finished(self, job_ids: list[int] | None = None) -> list[int]:
         """Forget finished jobs (all, or ``job_ids``) and have every queue widget re-read."""
         engine = self.attach()
         if engine is None:
             raise RuntimeError("the transfer engine is not running")
-        forgotten = list(engine.forget_finished(job_ids))
+        forgotten = list(await engine.forget_finished(job_ids))
         for widget in list(self._listeners):
             if widget.is_attached:
                 widget.post_message(TransferChanged(None))

@@ -376,12 +376,15 @@ class TransferEngine:
         self._emit(TransferEvent("job", job_id, "queued"))
         self._poke()
 
-    def forget_finished(self, job_ids: Iterable[int] | None = None) -> list[int]:
+    async def forget_finished(self, job_ids: Iterable[int] | None = None) -> list[int]:
         """Forget finished jobs (all, or those of ``job_ids``) that this engine is not still
-        winding up: backend/transfers/journal.py ``forget_finished``."""
+        winding up: backend/transfers/journal.py ``forget_finished``, on the journal thread
+        (a write: it may wait for another process's lock, never on the event loop)."""
         if job_ids is None:
-            job_ids = [j.id for j in self.journal.job_rows() if j.state in FINISHED_STATES]
-        return forget_finished(self.journal, [i for i in job_ids if i not in self._live])
+            rows = await self._j(self.journal.job_rows)
+            job_ids = [j.id for j in rows if j.state in FINISHED_STATES]
+        return await self._j(forget_finished, self.journal,
+                             [i for i in job_ids if i not in self._live])
 
     async def move(self, job_id: int, delta: int) -> None:
         """Move a waiting job ``delta`` places (negative: sooner)."""

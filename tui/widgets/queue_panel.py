@@ -433,8 +433,8 @@ class QueuePanel(_QueueListener, Vertical):
             callback=done,
         )
 
-    def _forget(self, job_ids: list[int] | None) -> None:
-        forgotten = bridge_for(self.app).forget_finished(job_ids)
+    async def _forget(self, job_ids: list[int] | None) -> None:
+        forgotten = await bridge_for(self.app).forget_finished(job_ids)
         if job_ids is None:
             self.notify(f"cleared {len(forgotten)} finished transfer(s)" if forgotten
                         else "no finished transfers to clear", title="Transfers", timeout=3)
@@ -444,7 +444,7 @@ class QueuePanel(_QueueListener, Vertical):
         bridge = bridge_for(self.app)
         if what == "clear":
             try:
-                self._forget(None)
+                await self._forget(None)
             except (FerryError, RuntimeError) as exc:
                 self.notify(str(exc), title="Transfers", severity="error")
             return
@@ -453,7 +453,7 @@ class QueuePanel(_QueueListener, Vertical):
             return
         try:
             if what == "cancel" and job.state in FINISHED_STATES:
-                self._forget([job.id])  # nothing to stop: the row goes, its files stay
+                await self._forget([job.id])  # nothing to stop: the row goes, its files stay
                 return
             if what == "toggle":
                 if job.state == "paused":
