@@ -19,6 +19,8 @@ from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 
+from backend.agent.client import disabled as agent_disabled
+from backend.agent.remote import AgentEngine
 from backend.errors import ConfigError, FerryError, HostKeyChangedError, VaultError
 from backend.hostkeys import PresentedKey, TrustDecision
 from backend.names import display_name
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
     from textual.theme import Theme
 
-    from backend.transfers import TransferEngine
+    from backend.transfers import JobStatus, TransferEngine
     from tui.services import FerryServices
 
 log = logging.getLogger("ferry.tui")
@@ -59,13 +61,22 @@ class FerryApp(App[None]):
         Binding("f10,q", "quit", "Quit", id="ferry.quit"),
     ]
 
-    def __init__(self, *, start_site: str | None = None, demo: object | None = None) -> None:
+    def __init__(self, *, start_site: str | None = None, demo: object | None = None,
+                 use_agent: bool | None = None) -> None:
+        """``use_agent``: run transfers in the Ferry agent (docs/agent.md), so they outlive
+        this window; None: unless ``FERRY_NO_AGENT`` says otherwise (``ferry --no-agent``)."""
         super().__init__()
         self.start_site = start_site
         self.demo = demo
+        self.use_agent = not agent_disabled() if use_agent is None else use_agent
         self.session = Session(DialogPrompter(self))
         self.store: SiteStore = self.session.store
-        self.engine: TransferEngine | None = None
+        self.engine: TransferEngine | AgentEngine | None = None
+        self.exit_note: str | None = None
+        """What to print on the terminal after the app exits (transfers left to the agent)."""
+        self.left_running: list[JobStatus] = []
+        """The agent's queued and running jobs when this app quit (``ferry demo`` serves on
+        until those of its sites end)."""
         self.settings = Settings()
         self._settings_ok = True
         self._shown_theme = DEFAULT_THEME
@@ -172,6 +183,19 @@ class FerryApp(App[None]):
             self.notify(f"could not save the theme: {exc}", severity="warning")
 
     async def _start_engine(self) -> None:
+        if self.use_agent:
+            remote = AgentEngine(DialogPrompter(self), client_name="tui")
+            remote.on_notice(lambda text, severity: self.notify(
+                text, title="Ferry agent", severity=_severity(severity), timeout=10))
+            try:
+                await remote.start()
+            except FerryError as exc:
+                self.notify(f"{exc.message}; transfers run in this window instead and stop "
+                            "when Ferry quits", title="Ferry agent", severity="warning",
+                            timeout=12)
+            else:
+                self.engine = remote
+                return
         # one wiring (backend/session.py): this connector and the at-rest key provider
         self.engine = self.session.engine(connector=self.connect_site)
         try:
@@ -219,8 +243,17 @@ class FerryApp(App[None]):
         return sum(1 for job in jobs if job.state in ("queued", "running"))
 
     async def action_quit(self) -> None:
-        """Quit; first ask (Cancel focused) while transfers are queued or running."""
+        """Quit. Transfers in the agent go on (and the terminal is told how to follow them);
+        in-process ones stop, so ask first (Cancel focused) while any is queued or running."""
         running = self.running_transfers()
+        if isinstance(self.engine, AgentEngine):
+            self.left_running = self.engine.running()
+            if running:
+                self.exit_note = (
+                    f"{running} transfer(s) continue in the background in the Ferry agent "
+                    f"(pid {self.engine.pid}) — follow them with 'ferry queue watch'")
+            self.exit()
+            return
         if not running:
             self.exit()
             return
@@ -302,6 +335,10 @@ class DialogPrompter:
     async def secret(self, site: Site, what: str) -> str | None:
         return await ask(self.app, SecretDialog(f"{what.capitalize()} for {site.name} "
                                                 "(not stored)"))
+
+
+def _severity(name: str) -> SeverityLevel:
+    return "error" if name == "error" else "warning" if name == "warning" else "information"
 
 
 def _long_enough(value: str) -> str | None:

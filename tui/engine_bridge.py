@@ -26,7 +26,10 @@ from tui.messages import TransferChanged, TransferProgress
 from tui.services import ferry
 
 if TYPE_CHECKING:
+    from backend.agent.remote import AgentEngine
     from backend.transfers import JobSpec, TransferEngine
+
+    Engine = TransferEngine | AgentEngine
 
 FinishedCallback = Callable[[JobStatus | None, TransferEvent], Awaitable[None] | None]
 
@@ -36,7 +39,7 @@ _BRIDGES: weakref.WeakKeyDictionary[App[object], EngineBridge] = weakref.WeakKey
 class EngineBridge:
     def __init__(self, app: App[object]) -> None:
         self.app = app
-        self.engine: TransferEngine | None = None
+        self.engine: Engine | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._listeners: list[Widget] = []
         self._finished_callbacks: dict[int, FinishedCallback] = {}
@@ -44,7 +47,7 @@ class EngineBridge:
         self.latest: dict[int, TransferEvent] = {}
 
     # -- wiring ------------------------------------------------------------------------
-    def attach(self) -> TransferEngine | None:
+    def attach(self) -> Engine | None:
         """Subscribe to ``app.engine`` if it exists and changed; returns the engine or None."""
         engine = ferry(self.app).engine
         if engine is self.engine:
@@ -87,7 +90,7 @@ class EngineBridge:
     def status(self, job_id: int) -> JobStatus | None:
         return next((j for j in self.jobs() if j.id == job_id), None)
 
-    def running(self) -> TransferEngine:
+    def running(self) -> Engine:
         """The app's engine; RuntimeError (shown as a notification) when it is not running."""
         engine = self.attach()
         if engine is None:

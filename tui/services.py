@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import asyncssh
     from textual.app import App
 
+    from backend.agent.remote import AgentEngine
     from backend.session import Session
     from backend.sites.model import Site
     from backend.sites.store import SiteStore
@@ -27,8 +28,9 @@ class FerryServices(Protocol):
 
     session: Session
     store: SiteStore
-    engine: TransferEngine | None
-    """None until the engine started, or when it could not start."""
+    engine: TransferEngine | AgentEngine | None
+    """The agent's engine when attached to it (docs/agent.md), else this process's; None
+    until it started, or when it could not start."""
 
     @property
     def vault(self) -> Vault | None:

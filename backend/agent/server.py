@@ -391,7 +391,8 @@ class Agent:
         assert self.engine is not None
         engine = self.engine
         job = params.get("job")
-        if method in ("pause", "resume", "cancel", "retry", "wait", "report", "files") and (
+        if method in ("pause", "resume", "cancel", "retry", "wait", "report", "files",
+                      "move") and (
                 not isinstance(job, int)):
             raise UsageError(f"{method} needs a job number")
         job_id = job if isinstance(job, int) else 0  # 0: not used by the other methods
@@ -411,6 +412,14 @@ class Agent:
             engine.job(job_id)  # an unknown job: UsageError
             await getattr(engine, method)(job_id)
             return {"job": job_id, "state": engine.job(job_id).state, "notes": engine.notes(job_id)}
+        if method == "move":  # the TUI queue's reordering
+            engine.job(job_id)
+            await engine.move(job_id, int(params.get("delta", 0)))
+            return {"job": job_id, "state": engine.job(job_id).state}
+        if method == "forget":  # the TUI queue's C / x on a finished job
+            jobs = params.get("jobs")
+            ids = None if jobs is None else [int(j) for j in jobs]
+            return {"forgotten": await engine.forget_finished(ids)}
         if method == "wait":
             await engine.wait(job_id)
             return self.report(job_id)

@@ -75,6 +75,14 @@ class MoveOutcome:
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"complete": self.complete}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MoveOutcome:
+        """The outcome :meth:`to_json` gave (what the agent reports to its clients)."""
+        return cls(job_id=data["job_id"], state=data["state"], deleted=data["deleted"],
+                   kept=[Kept(**k) for k in data["kept"]],
+                   folders_removed=data["folders_removed"],
+                   folders_kept=[Kept(**k) for k in data["folders_kept"]])
+
     def note(self) -> str:
         moved = f"move: {len(self.deleted)} original(s) deleted after a verified copy"
         if not self.kept and not self.folders_kept:

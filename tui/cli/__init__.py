@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ferry {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug log on stderr too")
+    parser.add_argument("--no-agent", action="store_true", dest="tui_no_agent",
+                        help="the TUI runs transfers in its own process (they stop when it "
+                        "quits) instead of in the Ferry agent (docs/agent.md)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

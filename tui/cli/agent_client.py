@@ -17,19 +17,15 @@ import argparse
 import asyncio
 import logging
 import sys
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from backend.agent import client as agent
-from backend.agent import protocol
+from backend.agent import protocol, remote
+from backend.agent.remote import event_of, status_of
 from backend.errors import EXIT_INTERRUPTED, AgentError, FerryError
-from backend.hostkeys import PresentedKey
-from backend.session import passphrase_from_env
-from backend.sites.store import SiteStore
 from backend.transfers import FileStatus, JobSpec, JobStatus, TransferEvent
 from backend.transfers.model import FINISHED_STATES
-from backend.transfers.moves import Kept, MoveOutcome
+from backend.transfers.moves import MoveOutcome
 from tui.cli.connect import TerminalPrompter
 from tui.cli.output import info, is_interactive, print_json
 
@@ -37,7 +33,8 @@ log = logging.getLogger("ferry.cli")
 
 
 def wanted(args: argparse.Namespace | None) -> bool:
-    return not agent.disabled() and not getattr(args, "no_agent", False)
+    return not (agent.disabled() or getattr(args, "no_agent", False)
+                or getattr(args, "tui_no_agent", False))  # ``ferry --no-agent get ...``
 
 
 class RemoteView:
@@ -78,65 +75,14 @@ class RemoteView:
 
     def move_outcome(self, job_id: int) -> MoveOutcome | None:
         data = self.reports.get(job_id, {}).get("move")
-        if not data:
-            return None
-        return MoveOutcome(job_id=data["job_id"], state=data["state"], deleted=data["deleted"],
-                           kept=[Kept(**k) for k in data["kept"]],
-                           folders_removed=data["folders_removed"],
-                           folders_kept=[Kept(**k) for k in data["folders_kept"]])
+        return MoveOutcome.from_json(data) if data else None
 
 
-def status_of(data: dict[str, Any]) -> JobStatus:
-    known = {k: data[k] for k in JobStatus.__dataclass_fields__ if k in data and k != "spec"}
-    return JobStatus(**known)
-
-
-def event_of(data: dict[str, Any]) -> TransferEvent:
-    return TransferEvent(**{k: data[k] for k in TransferEvent.__dataclass_fields__ if k in data})
-
-
-class Answerer:
-    """Answers the agent's questions with the terminal prompter (as in-process would)."""
+class Answerer(remote.Answerer):
+    """The agent's questions asked on this terminal (tui/cli/connect.py), as in-process."""
 
     def __init__(self, client: agent.AgentClient, sites: set[str] | None) -> None:
-        self.client = client
-        self.sites = sites  # None: any question (queue watch on a terminal)
-        self.prompter = TerminalPrompter()
-        self._busy = False
-
-    def wants(self, data: dict[str, Any]) -> bool:
-        return self.sites is None or data.get("site") is None or data.get("site") in self.sites
-
-    async def answer(self, data: dict[str, Any]) -> None:
-        while self._busy:  # one question at a time on one terminal
-            await asyncio.sleep(0.05)
-        self._busy = True
-        try:
-            value, error = await self._ask(data), None
-        except FerryError as exc:
-            value, error = None, protocol.error_to_json(exc)
-        finally:
-            self._busy = False
-        if not self.client.closed.is_set():
-            self.client.send_nowait("answer", attention=data["id"], value=value, error=error)
-
-    async def _ask(self, data: dict[str, Any]) -> Any:
-        kind, site = data.get("kind"), str(data.get("site") or "")
-        if kind == "host_key":
-            decision = await self.prompter.host_key(site, PresentedKey(
-                key_type=str(data.get("key_type")), fingerprint=str(data.get("fingerprint")),
-                line=""))
-            return decision.value if decision is not None else None
-        if kind == "vault":
-            return passphrase_from_env() or await self.prompter.vault_passphrase(
-                Path(str(data.get("path"))), create=False)
-        if kind == "secret":
-            try:
-                site_obj: Any = SiteStore().get(site)
-            except FerryError:
-                site_obj = SimpleNamespace(name=site)
-            return await self.prompter.secret(site_obj, str(data.get("what")))
-        return None
+        super().__init__(client, TerminalPrompter(), sites)
 
 
 class Follower:
@@ -162,10 +108,8 @@ class Follower:
 
     def event(self, name: str, data: dict[str, Any]) -> None:
         if name == "attention":
-            if self.answerer is not None and self.answerer.wants(data):
-                task = asyncio.ensure_future(self.answerer.answer(data))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
+            if self.answerer is not None:
+                self.answerer.offer(data)
             return
         if name not in ("job", "file", "progress"):
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import threading
 
@@ -24,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--large-file-mib", type=int, default=64, metavar="N",
         help="size of the large sample file (default 64)",
     )
+    p.add_argument(
+        "--no-agent", action="store_true",
+        help="run the TUI's transfers in its own process instead of in the Ferry agent",
+    )
     p.set_defaults(func=cmd_demo)
 
 
@@ -35,7 +40,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if not args.serve_only:
             from tui.cli.tui_cmd import run_tui
 
-            if run_tui(site="demo", demo=demo):
+            app = run_tui(site="demo", demo=demo, no_agent=args.no_agent)
+            if app is not None:
+                serve_while_agent_runs(app, list(DEMO_SITES))
                 return 0
         print(
             f"host: {demo.host}\nport: {demo.port}\nuser: {DEMO_USER}\n"
@@ -58,3 +65,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     finally:
         demo.stop()
+
+
+def serve_while_agent_runs(app: object, sites: tuple[str, ...] | list[str]) -> None:
+    """Transfers the TUI left to the agent on the demo's sites need this server: keep serving
+    until they end (Ctrl-C stops serving; they then wait, resumable, for the next demo)."""
+    left = [j.id for j in getattr(app, "left_running", []) if j.site in sites]
+    if not left:
+        return
+    print(f"ferry demo: the demo server keeps serving until the {len(left)} transfer(s) on "
+          f"{', '.join(sites)} finish in the Ferry agent; Ctrl-C stops it (they then resume "
+          "at the next 'ferry demo')", flush=True)
+    try:
+        asyncio.run(_wait_for(left))
+    except KeyboardInterrupt:
+        return
+    print("ferry demo: the transfers ended; see 'ferry queue list'", flush=True)
+
+
+async def _wait_for(jobs: list[int]) -> None:
+    from backend.agent import client as agent
+    from backend.errors import FerryError
+
+    try:
+        client = await agent.connect(start=False, client="demo")
+    except FerryError:
+        return
+    try:
+        for job in jobs:
+            try:
+                await client.call("wait", job=job)
+            except FerryError:
+                return
+    finally:
+        await client.close()
