@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_helpers import ROOT, argv, env
+from tests.agent_helpers import (
+    ROOT,
+    agent_home,  # noqa: F401 (fixture)
+    agent_pid,
+    alive,
+    argv,
+    env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
@@ -66,13 +74,23 @@ def _wait_started(home: Path, root: int) -> set[int]:
     raise AssertionError("ferry demo did not start")
 
 
-@pytest.mark.parametrize("hup", ["default", "ignored"])
-def test_killing_the_tmux_session_ends_ferry_demo(ferry_home: Path, tmp_path: Path, hup: str):
-    """``ignored``: SIGHUP ignored as under ``make`` or ``nohup``: only the dead pty says so."""
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("hup,agent", [("default", False), ("ignored", False),
+                                       ("default", True), ("ignored", True)])
+def test_killing_the_tmux_session_ends_ferry_demo(
+        agent_home: Path, tmp_path: Path, hup: str, agent: bool) -> None:  # noqa: F811
+    """``ignored``: SIGHUP ignored as under ``make`` or ``nohup``: only the dead pty says so.
+    ``agent``: as ``make demo`` runs it, attached to the Ferry agent — the agent stays (it
+    owns the transfers) but idles: no Ferry process is left using CPU."""
     server = f"ferry-test-{os.getpid()}"
     trap = "trap '' HUP; " if hup == "ignored" else ""
     command = " ".join(f"'{a}'" for a in argv("demo", "--large-file-mib", "1"))
-    environment = env(FERRY_NO_AGENT="1", CI="", FERRY_NONINTERACTIVE="")
+    environment = env(CI="", FERRY_NONINTERACTIVE="",
+                      **({} if agent else {"FERRY_NO_AGENT": "1"}))
     subprocess.run(["tmux", "-L", server, "new-session", "-d", "-s", "demo", "-x", "120",
                     "-y", "40", f"{trap}cd {ROOT} && exec {command}"],
                    env=environment, check=True, timeout=30)
@@ -80,11 +98,22 @@ def test_killing_the_tmux_session_ends_ferry_demo(ferry_home: Path, tmp_path: Pa
         pane = int(subprocess.run(["tmux", "-L", server, "list-panes", "-t", "demo", "-F",
                                    "#{pane_pid}"], capture_output=True, text=True,
                                   check=True).stdout.split()[0])
-        pids = _wait_started(ferry_home, pane)
+        pids = _wait_started(agent_home, pane)
+        if agent:
+            wait_for(lambda: agent_pid(agent_home), what="the demo's TUI to start the agent")
         subprocess.run(["tmux", "-L", server, "kill-session", "-t", "demo"], timeout=10)
         took = _wait_gone(pids, 2.0)
         assert not _alive(pids), "ferry demo is still running after its terminal died"
         assert took < 2.0, f"ferry took {took:.1f}s to exit"
+        pid = agent_pid(agent_home)
+        if not agent:
+            assert pid is None, "FERRY_NO_AGENT=1 started an agent"
+            return
+        assert pid is not None and alive(pid), "the agent went with the terminal"
+        before = _cpu_seconds(pid)
+        time.sleep(2.0)
+        used = _cpu_seconds(pid) - before
+        assert used < 0.2, f"the agent used {used:.2f} s of CPU in 2 s while idle"
     finally:
         subprocess.run(["tmux", "-L", server, "kill-server"], capture_output=True)
 
