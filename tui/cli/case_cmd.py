@@ -23,7 +23,13 @@ from backend.cases.dicomsend import CaseSend, send_case
 from backend.cases.send import check_study_id
 from backend.dicom.mapping import MappingStore
 from backend.dicom.policy import ContentOptions
-from backend.errors import ConfigError, FerryError, PermissionDeniedError, UsageError
+from backend.errors import (
+    EXIT_INTERRUPTED,
+    ConfigError,
+    FerryError,
+    PermissionDeniedError,
+    UsageError,
+)
 from backend.names import display_name
 from backend.sites.store import SiteStore
 from backend.transfers.model import SHA256_OF_SERVER_COPY, verified_label
@@ -87,6 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "send identifying data to a site that requires de-identified studies (needs --reason)"))
     send.add_argument("--reason", default="", metavar="TEXT",
                       help="why --allow-identifiable is justified (written to the audit log)")
+    send.add_argument("--no-agent", action="store_true", help=(
+        "upload in this process (it stops with it) instead of in the Ferry agent"))
     send.set_defaults(func=cmd_send)
 
     watch = csub.add_parser("watch", help="download results as they become ready", description=(
@@ -235,7 +243,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             vault = await cli_session().vault(create=True)
             assert vault is not None
             mappings = MappingStore(vault)
-        async with transport.engine_for(cli_session()) as engine, sftp_for(args.site) as (
+        async with _upload_engine(args, agent_used) as engine, sftp_for(args.site) as (
             site, _conn, sftp,
         ):
             if site.upload_mode == "direct" and args.allow_partial_reads:
@@ -245,7 +253,16 @@ def cmd_send(args: argparse.Namespace) -> int:
                                    allow_partial_reads=args.allow_partial_reads,
                                    on_sent=_print_sent, planned=planned)
 
-    result = asyncio.run(run())
+    agent_used: list[int] = []
+    try:
+        result = asyncio.run(run())
+    except KeyboardInterrupt:
+        if not agent_used:
+            raise
+        info(f"detached: the upload continues in the Ferry agent (pid {agent_used[0]}), which "
+             f"completes the case; 'ferry case list {args.site}' shows it, 'ferry queue "
+             "watch' follows it")
+        return EXIT_INTERRUPTED
     if result.override is not None:
         info(f"ferry: warning: identifying data sent to {args.site} under an override "
              f"(reason in the audit log): {len(result.override.findings)} attribute(s)")
@@ -255,6 +272,34 @@ def cmd_send(args: argparse.Namespace) -> int:
     for line in result.left_out:
         info(f"ferry: warning: {line}")
     return 0
+
+
+@contextlib.asynccontextmanager
+async def _upload_engine(args: argparse.Namespace,
+                         agent_used: list[int]) -> AsyncIterator[transport.Engine]:
+    """The Ferry agent's engine (docs/agent.md): the study's upload is an agent job, so it
+    and the case's completion outlive this command; in-process with ``--no-agent`` or when
+    no agent can start (said in one note line)."""
+    from backend.agent import client as agent
+    from backend.agent.remote import AgentEngine
+    from tui.cli.agent_client import wanted
+    from tui.cli.connect import TerminalPrompter
+
+    if wanted(args):
+        engine = AgentEngine(TerminalPrompter(), client_name="cli")
+        try:
+            await engine.start()
+        except agent.StartFailed as exc:
+            info(f"ferry: note: {exc.message}; running here instead (--no-agent)")
+        else:
+            agent_used.append(engine.pid)
+            try:
+                yield engine
+            finally:
+                await engine.stop()
+            return
+    async with transport.engine_for(cli_session()) as in_process:
+        yield in_process
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
