@@ -14,6 +14,8 @@
 * turns every question the engine's connections ask (unknown host key, vault passphrase, a
   password the vault does not hold) into a "needs attention" item the job waits on, offered to
   every attached client that can ask a person, answered by the first that does;
+* runs the case watchers clients asked for (backend/agent/watchers.py), saved so the next
+  agent runs them too;
 * streams events to subscribed clients through bounded per-client queues: progress is
   coalesced to the newest figures per job at most ``progress_hz`` times a second, so a slow
   or stuck client costs the engine nothing (a client whose queue overflows is disconnected);
@@ -42,6 +44,7 @@ from typing import Any
 
 from backend import __version__, paths
 from backend.agent import location, protocol
+from backend.agent.watchers import Watchers, WatchSpec
 from backend.errors import AgentError, CancelledByUser, ConfigError, FerryError, UsageError
 from backend.hostkeys import PresentedKey, TrustDecision
 from backend.names import display_name
@@ -255,6 +258,7 @@ class Agent:
     def __init__(self, *, relock_after: float = DEFAULT_RELOCK) -> None:
         self.session = AgentSession(AgentPrompter(self), relock_after)
         self.engine: TransferEngine | None = None
+        self.watchers: Watchers | None = None
         self.clients: set[Client] = set()
         self.attention: dict[int, Attention] = {}
         self._ids = itertools.count(1)
@@ -385,6 +389,7 @@ class Agent:
             "relock_after": self.session.relock_after, "clients": len(self.clients),
             "jobs": counts, "attention": [a.to_json() | {"text": a.describe()}
                                           for a in self.attention.values()],
+            "watchers": self.watchers.list() if self.watchers is not None else [],
         }
 
     async def handle(self, client: Client, method: str, params: dict[str, Any]) -> Any:
@@ -420,6 +425,18 @@ class Agent:
             jobs = params.get("jobs")
             ids = None if jobs is None else [int(j) for j in jobs]
             return {"forgotten": await engine.forget_finished(ids)}
+        if method == "watch":  # a case watcher (backend/agent/watchers.py)
+            assert self.watchers is not None
+            into = params.get("into")
+            state = self.watchers.add(WatchSpec(
+                site=str(params["site"]), interval=float(params.get("interval") or 60.0),
+                into=str(into) if into else None, email=bool(params.get("email"))))
+            log.info("case watcher for %s started by %s (pid %s)", state.spec.site,
+                     client.name, client.pid)
+            return state.to_json()
+        if method == "unwatch":
+            assert self.watchers is not None
+            return {"stopped": self.watchers.remove(str(params["site"]))}
         if method == "wait":
             await engine.wait(job_id)
             return self.report(job_id)
@@ -604,6 +621,9 @@ class Agent:
         self.engine = self.session.engine(run_all_jobs=True)
         self.engine.subscribe(self._on_engine_event)
         await self.engine.start()
+        self.watchers = Watchers(self.session, self.engine,
+                                 lambda text, severity: self.notify(text, severity=severity))
+        self.watchers.start_saved()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
@@ -634,6 +654,8 @@ class Agent:
             if not item.future.done():
                 item.future.set_result({"error": protocol.error_to_json(
                     CancelledByUser("the agent stopped before anyone answered"))})
+        if self.watchers is not None:
+            await self.watchers.close()  # saved: the next agent starts them again
         if self.engine is not None:
             await self.engine.stop()  # running jobs: back to queued, offsets saved
         for client in list(self.clients):  # the replies queued are sent, then the end

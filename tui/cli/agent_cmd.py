@@ -20,6 +20,7 @@ from typing import Any
 from backend.agent import client as agent
 from backend.agent import location
 from backend.errors import AgentError, UsageError
+from backend.names import display_name
 from backend.session import passphrase_from_env
 from backend.vault import Vault
 from tui.cli.output import ask_secret, print_json
@@ -139,6 +140,11 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"\n  jobs:   {jobs}\n  clients: {status['clients']}")
     for item in status["attention"]:
         print(f"  needs attention: {item['text']} (any attached 'ferry' command asks)")
+    for watcher in status.get("watchers", []):
+        problem = f"; last problem: {watcher['last_problem']}" if watcher["last_problem"] else ""
+        print(f"  watching {display_name(watcher['site'])} every {watcher['interval']:g} s: "
+              f"{watcher['polls']} poll(s), {watcher['downloaded']} result(s) downloaded"
+              f"{display_name(problem)}")
     return 0
 
 

@@ -107,6 +107,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="seconds between polls (default 60)")
     watch.add_argument("--email", action="store_true",
                        help="e-mail a notice (smtp.toml's notify_to) when results arrive")
+    where = watch.add_mutually_exclusive_group()
+    where.add_argument("--in-agent", action="store_true", help=(
+        "let the Ferry agent watch (no terminal needed; it survives logout and restarts with "
+        "the agent); returns at once"))
+    where.add_argument("--stop", action="store_true",
+                       help="stop the Ferry agent's watcher of SITE")
     watch.set_defaults(func=cmd_watch)
 
     arch = csub.add_parser("archive", help="move finished cases to the archive by year",
@@ -302,9 +308,45 @@ async def _upload_engine(args: argparse.Namespace,
         yield in_process
 
 
+def _watch_in_agent(args: argparse.Namespace) -> int:
+    """``--in-agent`` / ``--stop``: the agent's case watcher of SITE (backend/agent/watchers.py)."""
+    from backend.agent import client as agent
+
+    async def call() -> tuple[int, object]:
+        client = await agent.connect(start=args.in_agent, client="cli")
+        try:
+            if args.stop:
+                return client.pid, await client.call("unwatch", site=args.site)
+            into = str(Path(args.into).resolve()) if args.into else None
+            return client.pid, await client.call("watch", site=args.site, interval=args.interval,
+                                                 into=into, email=args.email)
+        finally:
+            await client.close()
+
+    try:
+        pid, result = asyncio.run(call())
+    except agent.NotRunning:
+        info(f"no Ferry agent is running, so nothing watches {args.site} there")
+        return 0
+    assert isinstance(result, dict)
+    if args.stop:
+        info(f"stopped the Ferry agent's watcher of {args.site}" if result["stopped"] else
+             f"the Ferry agent (pid {pid}) was not watching {args.site}")
+        return 0
+    into_text = f" into {display_name(str(result['into']))}" if result["into"] else ""
+    info(f"the Ferry agent (pid {pid}) watches {args.site} every {result['interval']:g} s"
+         f"{into_text}; it keeps watching after you log out and when the agent restarts. "
+         f"See 'ferry agent status'; stop with 'ferry case watch {args.site} --stop'")
+    return 0
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     if args.interval < 1:
         raise UsageError("--interval must be at least 1 second")
+    if args.in_agent or args.stop:
+        if args.once:
+            raise UsageError("--once cannot be combined with --in-agent or --stop")
+        return _watch_in_agent(args)
     into = Path(args.into) if args.into else None
     kwargs = {"into": into, "on_event": _print_event, "email": args.email}
     if args.once:
