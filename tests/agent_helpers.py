@@ -94,3 +94,28 @@ def agent_home(ferry_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         if pid is not None and alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+MIB = 1 << 20
+SLOW_SIZE = 64 * MIB
+SLOW_RATE = 12 * MIB  # bytes/s over the one connection: ~5 s for the big file
+
+
+@pytest.fixture
+def slow_site(sshd: Any, tmp_path: Path, agent_home: Path) -> Iterator[Any]:
+    """Sites on real OpenSSH: ``slow`` behind a 12 MiB/s proxy (tests/proxies.py), so a
+    64 MiB ``big.bin`` is still moving when a client is killed, paused or cancelled, and
+    ``fast`` direct; both serve ``big.bin`` and ``small.txt`` ("hello agent\n").
+    Yields (served folder, big.bin's SHA-256, the proxy)."""
+    from backend.sites.store import SiteStore
+    from tests.proxies import Proxy
+    from tests.transfer_helpers import write_random
+
+    served = tmp_path / "served"
+    digest = write_random(served / "big.bin", SLOW_SIZE)
+    (served / "small.txt").write_text("hello agent\n")
+    with Proxy(sshd.port, rate=SLOW_RATE) as proxy:
+        SiteStore().add(sshd.site("slow", port=proxy.port, remote_dir=str(served),
+                                  max_parallel=1))
+        SiteStore().add(sshd.site("fast", remote_dir=str(served)))
+        yield served, digest, proxy

@@ -11,6 +11,7 @@ import pytest
 from backend.demo.server import start_sftp_server
 from backend.log import reset_logging
 from tests import ast_guard
+from tests.agent_helpers import agent_home, slow_site  # noqa: F401 - fixtures
 from tests.matrix import (
     KINDS,
     MatrixServer,

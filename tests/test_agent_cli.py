@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.sites.store import SiteStore
 from tests.agent_helpers import (
+    MIB,
+    SLOW_SIZE,
     agent_home,  # noqa: F401 (fixture)
     agent_pid,
     alive,
@@ -25,24 +26,9 @@ from tests.agent_helpers import (
     popen,
     wait_for,
 )
-from tests.proxies import Proxy
-from tests.transfer_helpers import sha256_of, write_random
+from tests.transfer_helpers import sha256_of
 
-MIB = 1 << 20
-SIZE = 64 * MIB
-RATE = 12 * MIB  # bytes/s over the one connection: ~5 s for the file
-
-
-@pytest.fixture
-def slow_site(sshd, tmp_path: Path, agent_home: Path):  # noqa: F811
-    served = tmp_path / "served"
-    digest = write_random(served / "big.bin", SIZE)
-    (served / "small.txt").write_text("hello agent\n")
-    with Proxy(sshd.port, rate=RATE) as proxy:
-        SiteStore().add(sshd.site("slow", port=proxy.port, remote_dir=str(served),
-                                  max_parallel=1))
-        SiteStore().add(sshd.site("fast", remote_dir=str(served)))
-        yield served, digest, proxy
+SIZE = SLOW_SIZE
 
 
 def _done(job_id: int) -> bool:

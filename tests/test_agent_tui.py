@@ -20,8 +20,10 @@ from backend import hostkeys
 from backend.agent.remote import AgentEngine
 from backend.sites.store import SiteStore
 from tests.agent_helpers import (
+    MIB,
     PYTHON,
     ROOT,
+    SLOW_SIZE,
     agent_home,  # noqa: F401 (fixture)
     agent_pid,
     alive,
@@ -31,8 +33,7 @@ from tests.agent_helpers import (
     jobs,
     wait_for,
 )
-from tests.proxies import Proxy
-from tests.transfer_helpers import sha256_of, write_random
+from tests.transfer_helpers import sha256_of
 from tests.tui import notifications, wait_for_screen
 from tests.tui import wait_for as ui_wait_for
 from tests.tui.browser_kit import browser, goto
@@ -40,20 +41,7 @@ from tui.app import FerryApp
 from tui.dialogs import HostKeyDialog
 from tui.widgets.queue_panel import QueueSummary
 
-MIB = 1 << 20
-SIZE = 64 * MIB
-RATE = 12 * MIB  # ~5 s for the file over the one connection
-
-
-@pytest.fixture
-def slow_site(sshd, tmp_path: Path, agent_home: Path):  # noqa: F811
-    served = tmp_path / "served"
-    digest = write_random(served / "big.bin", SIZE)
-    (served / "small.txt").write_text("hello from the agent\n")
-    with Proxy(sshd.port, rate=RATE) as proxy:
-        SiteStore().add(sshd.site("slow", port=proxy.port, remote_dir=str(served),
-                                  max_parallel=1))
-        yield served, digest, proxy
+SIZE = SLOW_SIZE
 
 
 def _state(job_id: int) -> str | None:
@@ -167,7 +155,7 @@ async def test_the_agent_asks_an_unknown_host_key_in_the_tui(slow_site, sshd, tm
         assert hostkeys.fingerprint_of_line(sshd.host_key_line) in shown
         await pilot.click("#accept")
         await ui_wait_for(pilot, lambda: app.engine.job(job_id).state == "done", seconds=60)
-    assert (out / "small.txt").read_text() == "hello from the agent\n"
+    assert (out / "small.txt").read_text() == "hello agent\n"
     assert SiteStore().get("fresh").host_keys == [sshd.host_key_line], "the accepted key was saved"
 
 

@@ -26,7 +26,6 @@ use it exactly as they use an in-process engine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -52,6 +51,7 @@ from backend.transfers.model import (
     TransferEvent,
 )
 from backend.transfers.moves import MoveOutcome
+from backend.transfers.subscribers import Subscribers
 
 log = logging.getLogger("ferry.agent.remote")
 
@@ -138,7 +138,7 @@ class AgentEngine:
         self._order: list[int] = []
         self._statuses: dict[int, JobStatus] = {}
         self._reports: dict[int, dict[str, Any]] = {}
-        self._subs: list[Callable[[TransferEvent], None]] = []
+        self._subs = Subscribers()
         self._notices: list[NoticeCallback] = []
         self._pending: list[TransferEvent] = []
         self._refresher: asyncio.Future[None] | None = None
@@ -231,13 +231,7 @@ class AgentEngine:
         return MoveOutcome.from_json(data) if data else None
 
     def subscribe(self, callback: Callable[[TransferEvent], None]) -> Callable[[], None]:
-        self._subs.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subs.remove(callback)
-
-        return unsubscribe
+        return self._subs.add(callback)
 
     def on_notice(self, callback: NoticeCallback) -> None:
         """``callback(text, severity)`` for what the agent says outside a job's events (a
@@ -352,11 +346,7 @@ class AgentEngine:
 
     def _dispatch_all(self, events: list[TransferEvent]) -> None:
         for event in events:
-            for callback in list(self._subs):
-                try:
-                    callback(event)
-                except Exception:  # one subscriber's bug must not stop the others
-                    log.exception("transfer event subscriber failed")
+            self._subs.emit(event)
 
     def _notice(self, text: str, severity: str) -> None:
         for callback in list(self._notices):

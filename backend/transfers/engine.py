@@ -81,6 +81,7 @@ from backend.transfers.model import (
 )
 from backend.transfers.planner import plan_get, plan_put, restore_folders
 from backend.transfers.pool import LANE_BUSY, Connector, SitePool
+from backend.transfers.subscribers import Subscribers
 from backend.transfers.verify import RemoteHasher
 
 __all__ = ["Connector", "RetryPolicy", "TransferEngine"]
@@ -257,7 +258,7 @@ class TransferEngine:
         self._pools: dict[str, SitePool] = {}
         self._hashers: dict[str, RemoteHasher] = {}
         self._limits: dict[str, int] = {}
-        self._subs: list[Callable[[TransferEvent], None]] = []
+        self._subs = Subscribers()
         self._finished: dict[int, asyncio.Event] = {}
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -394,13 +395,7 @@ class TransferEngine:
         self._poke()
 
     def subscribe(self, callback: Callable[[TransferEvent], None]) -> Callable[[], None]:
-        self._subs.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subs.remove(callback)
-
-        return unsubscribe
+        return self._subs.add(callback)
 
     def jobs(self) -> list[JobStatus]:
         """Every job in the journal, with live figures for the ones running here."""
@@ -508,11 +503,7 @@ class TransferEngine:
 
     # -- internals: events ----------------------------------------------------------------
     def _emit(self, event: TransferEvent) -> None:
-        for callback in list(self._subs):
-            try:
-                callback(event)
-            except Exception:  # a subscriber's bug must not stop transfers
-                log.exception("transfer event subscriber failed")
+        self._subs.emit(event)
 
     def _job_event(self, live: _Live, kind: str = "job", path: str | None = None,
                    state: str | None = None, error: str | None = None,
