@@ -34,6 +34,21 @@ CASE = {
 }
 
 
+@pytest.fixture(params=["in-process", "agent"])
+def through(request: pytest.FixtureRequest) -> str:
+    """Where the TUI's transfers run: its own engine, or the Ferry agent it attaches to
+    (docs/agent.md, "The TUI"): the same keys give the same outcomes either way."""
+    if request.param == "agent":
+        request.getfixturevalue("agent_home")  # the agent enabled, and stopped after the test
+    return str(request.param)
+
+
+def _check_engine(app, through: str) -> None:
+    from backend.agent.remote import AgentEngine
+
+    assert isinstance(app.engine, AgentEngine) == (through == "agent"), app.engine
+
+
 def _jobs(app) -> list:
     return app.engine.jobs() if app.engine is not None else []
 
@@ -57,7 +72,7 @@ async def _finished(pilot, app, count: int) -> None:
     )
 
 
-async def test_copy_a_folder_both_ways(ferry_home, sftp_server, tmp_path, monkeypatch):
+async def test_copy_a_folder_both_ways(ferry_home, sftp_server, tmp_path, monkeypatch, through):
     make_tree(sftp_server.root / "data", CASE)
     local = local_dir(tmp_path, monkeypatch)
     make_tree(local / "upload", {"UP-1": {"a.bin": b"a" * 70_000, "deep": {"b.txt": b"b"}}})
@@ -66,6 +81,7 @@ async def test_copy_a_folder_both_ways(ferry_home, sftp_server, tmp_path, monkey
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         screen = await browser(pilot)
         assert app.engine is not None
+        _check_engine(app, through)
         await pilot.press("tab")
         await goto(pilot, screen.right, "CASE-7")
         await pilot.press("f5")  # remote -> local
@@ -149,7 +165,7 @@ async def slow_server(tmp_path, host_key, client_key, sftp_server):
 
 
 async def test_pause_and_resume_from_the_queue_panel(ferry_home, slow_server, tmp_path,
-                                                     monkeypatch):
+                                                     monkeypatch, through):
     payload = bytes(range(256)) * 4096 * 6  # 6 MiB: about 8 s at the server's pace
     make_tree(slow_server.root / "data", {"big.raw": payload})
     local = local_dir(tmp_path, monkeypatch)
@@ -157,6 +173,7 @@ async def test_pause_and_resume_from_the_queue_panel(ferry_home, slow_server, tm
     app = FerryApp(start_site="slow")
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await browser(pilot)
+        _check_engine(app, through)
         await pilot.press("tab")
         await goto(pilot, screen.right, "big.raw")
         await pilot.press("f5")
@@ -182,13 +199,14 @@ async def test_pause_and_resume_from_the_queue_panel(ferry_home, slow_server, tm
 
 
 async def test_failed_transfer_shows_its_error_in_full(ferry_home, sftp_server, tmp_path,
-                                                       monkeypatch):
+                                                       monkeypatch, through):
     make_tree(sftp_server.root / "data", {"doomed.txt": b"x" * 5000})
     local = local_dir(tmp_path, monkeypatch)
     register_site(sftp_server, remote_dir="/data")
     app = FerryApp(start_site="lab")
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
         screen = await browser(pilot)
+        _check_engine(app, through)
         (local / "doomed.txt").mkdir()  # the destination name is taken by a folder
         (local / "doomed.txt" / "keep").write_bytes(b"mine")
         await pilot.press("tab")
