@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -98,6 +98,9 @@ class Session:
         self.prompter: Prompter = prompter or NoPrompts()
         self.store = store or SiteStore()
         self._vault: Vault | None = None
+        self.on_unlocked: Callable[[str], None] | None = None
+        """Called with the passphrase once a person's typed passphrase opened the vault (the
+        TUI hands it to the agent it is attached to, so nobody types it twice)."""
 
     # -- the vault ------------------------------------------------------------------------
 
@@ -133,6 +136,8 @@ class Session:
                 else "vault not created; nothing was saved"
             )
         self._vault = Vault.open(path, passphrase) if exists else Vault.create(path, passphrase)
+        if self.on_unlocked is not None:
+            self.on_unlocked(passphrase)
         return self._vault
 
     def unlock_unattended(self) -> Vault | None:

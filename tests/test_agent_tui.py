@@ -183,3 +183,51 @@ async def test_a_killed_agent_is_replaced_and_the_tui_says_so(slow_site, tmp_pat
         await ui_wait_for(pilot, lambda: engine.job(job_id).state == "done", seconds=120)
     assert sha256_of(out / "big.bin") == digest
     assert agent_pid(tmp_path) == engine.pid
+
+
+async def test_the_vault_passphrase_typed_in_the_tui_unlocks_the_agent_too(
+        agent_home: Path, sftp_server, tmp_path: Path):  # noqa: F811
+    """A password site: the TUI asks for the vault passphrase once to browse; the download it
+    then queues runs in the agent, which got the passphrase from the TUI — no second dialog,
+    and the file arrives. Before, the agent's locked vault asked again."""
+    from textual.widgets import Input
+
+    from backend.sites.model import secret_name
+    from backend.vault import Vault
+    from tests.tui import save_site
+    from tui.dialogs import SecretDialog
+
+    (sftp_server.root / "data").mkdir()
+    (sftp_server.root / "data" / "report.txt").write_text("no acute findings\n")
+    save_site(sftp_server.site("pw", user="pwuser", auth="password", key_file=None,
+                               remote_dir="/data"))
+    vault = Vault.create(agent_home / "vault.bin", "vault master pass")
+    vault.set(secret_name("pw", "password"), "correct horse battery staple")
+    vault.save()
+    out = tmp_path / "out"
+    out.mkdir()
+    app = FerryApp(start_site="pw", demo=SimpleNamespace(local_dir=out))
+    dialogs = 0
+    async with app.run_test(size=(120, 40)) as pilot:
+        dialog = await wait_for_screen(pilot, SecretDialog)
+        dialogs += 1
+        # typed at once (the browser's loading spinner keeps Pilot from seeing "idle")
+        dialog.query_one(Input).value = "vault master pass"
+        await pilot.press("enter")
+        screen = await browser(pilot)
+        assert isinstance(app.engine, AgentEngine)
+        screen.right.table.focus()
+        await goto(pilot, screen.right, "report.txt")
+        await pilot.press("f5")
+
+        def settled() -> bool:
+            nonlocal dialogs
+            if isinstance(app.screen, SecretDialog):
+                dialogs += 1
+                app.screen.dismiss(None)
+            return any(j.state in ("done", "failed") for j in app.engine.jobs())
+
+        await ui_wait_for(pilot, settled, seconds=60)
+        assert [j.state for j in app.engine.jobs()] == ["done"], app.engine.jobs()
+    assert dialogs == 1, "the passphrase was asked again for the agent"
+    assert (out / "report.txt").read_text() == "no acute findings\n"

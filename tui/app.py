@@ -195,6 +195,7 @@ class FerryApp(App[None]):
                             timeout=12)
             else:
                 self.engine = remote
+                self.session.on_unlocked = self._unlock_agent
                 return
         # one wiring (backend/session.py): this connector and the at-rest key provider
         self.engine = self.session.engine(connector=self.connect_site)
@@ -203,6 +204,20 @@ class FerryApp(App[None]):
         except FerryError as exc:
             self.notify(str(exc), title="Transfers", severity="error")
             self.engine = None
+
+    def _unlock_agent(self, passphrase: str) -> None:
+        """The vault passphrase typed here unlocks the agent's vault too (docs/agent.md)."""
+        engine = self.engine
+        if not isinstance(engine, AgentEngine):
+            return
+
+        async def unlock() -> None:
+            try:
+                await engine.unlock(passphrase)
+            except FerryError as exc:
+                log.warning("could not unlock the agent's vault: %s", exc)
+
+        self.run_worker(unlock(), group="agent-unlock", exclusive=False)
 
     async def _stop_engine(self) -> None:
         engine, self.engine = self.engine, None

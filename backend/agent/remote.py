@@ -281,6 +281,10 @@ class AgentEngine:
             self._reports.setdefault(job_id, {})["notes"] = list(result["notes"])
         self._set_jobs(await self._call("jobs"))
 
+    async def unlock(self, passphrase: str) -> None:
+        """Unlock the agent's vault (the passphrase travels over the socket only)."""
+        await self._call("unlock", passphrase=passphrase)
+
     async def forget_finished(self, job_ids: Iterable[int] | None = None) -> list[int]:
         result = await self._call("forget", jobs=None if job_ids is None else list(job_ids))
         forgotten = [int(j) for j in result["forgotten"]]
