@@ -14,8 +14,8 @@
 * turns every question the engine's connections ask (unknown host key, vault passphrase, a
   password the vault does not hold) into a "needs attention" item the job waits on, offered to
   every attached client that can ask a person, answered by the first that does;
-* runs the case watchers clients asked for (backend/agent/watchers.py), saved so the next
-  agent runs them too;
+* runs the case watchers clients asked for (backend/agent/watchers.py) and, if asked, the share
+  service (backend/agent/sharehost.py), both saved so the next agent runs them too;
 * streams events to subscribed clients through bounded per-client queues: progress is
   coalesced to the newest figures per job at most ``progress_hz`` times a second, so a slow
   or stuck client costs the engine nothing (a client whose queue overflows is disconnected);
@@ -44,6 +44,7 @@ from typing import Any
 
 from backend import __version__, paths
 from backend.agent import location, protocol
+from backend.agent.sharehost import ServeSpec, ShareHost
 from backend.agent.watchers import Watchers, WatchSpec
 from backend.errors import AgentError, CancelledByUser, ConfigError, FerryError, UsageError
 from backend.hostkeys import PresentedKey, TrustDecision
@@ -259,6 +260,7 @@ class Agent:
         self.session = AgentSession(AgentPrompter(self), relock_after)
         self.engine: TransferEngine | None = None
         self.watchers: Watchers | None = None
+        self.shares = ShareHost()
         self.clients: set[Client] = set()
         self.attention: dict[int, Attention] = {}
         self._ids = itertools.count(1)
@@ -390,6 +392,7 @@ class Agent:
             "jobs": counts, "attention": [a.to_json() | {"text": a.describe()}
                                           for a in self.attention.values()],
             "watchers": self.watchers.list() if self.watchers is not None else [],
+            "share_service": self.shares.status(),
         }
 
     async def handle(self, client: Client, method: str, params: dict[str, Any]) -> Any:
@@ -434,6 +437,12 @@ class Agent:
             log.info("case watcher for %s started by %s (pid %s)", state.spec.site,
                      client.name, client.pid)
             return state.to_json()
+        if method == "serve":  # the share service (backend/agent/sharehost.py)
+            if params.get("stop"):
+                return {"stopped": await self.shares.stop()}
+            status = await self.shares.start(ServeSpec.from_json(params.get("spec") or {}))
+            log.info("share service started by %s (pid %s)", client.name, client.pid)
+            return status
         if method == "unwatch":
             assert self.watchers is not None
             return {"stopped": self.watchers.remove(str(params["site"]))}
@@ -624,6 +633,7 @@ class Agent:
         self.watchers = Watchers(self.session, self.engine,
                                  lambda text, severity: self.notify(text, severity=severity))
         self.watchers.start_saved()
+        await self.shares.start_saved()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
@@ -654,6 +664,7 @@ class Agent:
             if not item.future.done():
                 item.future.set_result({"error": protocol.error_to_json(
                     CancelledByUser("the agent stopped before anyone answered"))})
+        await self.shares.close()  # its options stay saved for the next agent
         if self.watchers is not None:
             await self.watchers.close()  # saved: the next agent starts them again
         if self.engine is not None:

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ import asyncssh
 
 from backend import paths
 from backend.errors import ConfigError, FerryError, UsageError
-from backend.fsutil import ensure_private_dir
+from backend.fsutil import atomic_write, ensure_private_dir
 from backend.names import display_name
 from backend.session import Session
 from backend.tasks import cancel_and_wait
@@ -94,13 +93,8 @@ class Watchers:
     def _save(self) -> None:
         path = saved_path()
         ensure_private_dir(path.parent)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"watchers": [asdict(s.spec) for s in self.states.values()]}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # never a half-written list
+        saved = {"watchers": [asdict(s.spec) for s in self.states.values()]}
+        atomic_write(path, json.dumps(saved))  # 0600, never a half-written list
 
     # -- control ----------------------------------------------------------------------------
     def start_saved(self) -> None:

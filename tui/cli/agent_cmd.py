@@ -140,6 +140,11 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"\n  jobs:   {jobs}\n  clients: {status['clients']}")
     for item in status["attention"]:
         print(f"  needs attention: {item['text']} (any attached 'ferry' command asks)")
+    served = status.get("share_service")
+    if served:
+        where = served["url"] or "not running"
+        problem = f" ({served['problem']})" if served["problem"] else ""
+        print(f"  share service: {display_name(where)}{display_name(problem)}")
     for watcher in status.get("watchers", []):
         problem = f"; last problem: {watcher['last_problem']}" if watcher["last_problem"] else ""
         print(f"  watching {display_name(watcher['site'])} every {watcher['interval']:g} s: "

@@ -45,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blob-store", metavar="URL",
                    help="scale out: shared S3-compatible store, s3://BUCKET?endpoint=URL"
                         "&region=R (keys from AWS_* variables or a 0600 file)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--in-agent", action="store_true",
+                       help="run it inside the Ferry agent (survives logout, restarts with the "
+                            "agent); returns at once")
+    where.add_argument("--stop", action="store_true",
+                       help="stop the share service running inside the Ferry agent")
     p.set_defaults(func=cmd_serve)
     serve_sub = p.add_subparsers(dest="serve_command", metavar="SUBCOMMAND")
     m = serve_sub.add_parser(
@@ -128,7 +134,46 @@ def _client() -> Any:
 
 # -- serve ------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.in_agent or args.stop:
+        return _serve_in_agent(args)
     return asyncio.run(_serve(args))
+
+
+def _serve_in_agent(args: argparse.Namespace) -> int:
+    """``--in-agent`` / ``--stop``: the share service as a job of the agent (docs/agent.md)."""
+    from backend.agent import client as agent
+
+    def absolute(path: str | None) -> str | None:
+        return str(Path(path).resolve()) if path else None
+
+    spec = {"listen": args.listen, "public_url": args.public_url,
+            "tls_cert": absolute(args.tls_cert), "tls_key": absolute(args.tls_key),
+            "tls_self_signed": args.tls_self_signed, "trusted_proxies": args.trusted_proxy,
+            "proxy_header": args.proxy_header, "trust_proxy": args.trust_proxy,
+            "database": args.database, "blob_store": args.blob_store}
+
+    async def call() -> tuple[int, Any]:
+        client = await agent.connect(start=args.in_agent, client="cli")
+        try:
+            if args.stop:
+                return client.pid, await client.call("serve", stop=True)
+            return client.pid, await client.call("serve", spec=spec)
+        finally:
+            await client.close()
+
+    try:
+        pid, result = asyncio.run(call())
+    except agent.NotRunning:
+        info("no Ferry agent is running, so no share service runs inside it")
+        return 0
+    if args.stop:
+        info("stopped the share service inside the Ferry agent" if result["stopped"] else
+             f"the Ferry agent (pid {pid}) was not running the share service")
+        return 0
+    info(f"ferry share service listening on {result['url']} inside the Ferry agent (pid {pid}; "
+         f"links: {result['public_url']}/s/...); it keeps serving after you log out and when "
+         "the agent restarts. Stop it with 'ferry serve --stop'")
+    return 0
 
 
 async def _serve(args: argparse.Namespace) -> int:

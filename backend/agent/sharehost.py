@@ -1,0 +1,144 @@
+"""The share service inside the agent (docs/agent.md, "The share service").
+
+``ferry serve --in-agent [options]`` asks the agent to run what ``ferry serve`` runs in a
+terminal (backend/shares/server.py ``open_service`` + ``start_share_service``: the same
+recipient pages, admin API, limits, purging and audit), so expiring links keep working after
+the admin logs out, without a unit of its own. The options are saved in
+``<state>/agent/share-service.json`` (0600; they hold no secret: a password in a database URL
+is refused by ``load_storage``, as for ``ferry serve``) and the next agent starts the service
+again; ``ferry serve --stop`` stops it. Running ``ferry serve`` on its own stays possible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend import paths
+from backend.errors import FerryError, UsageError
+from backend.fsutil import atomic_write, ensure_private_dir
+
+log = logging.getLogger("ferry.agent.shares")
+
+
+@dataclass
+class ServeSpec:
+    listen: str = "127.0.0.1:8750"
+    public_url: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_self_signed: bool = False
+    trusted_proxies: list[str] = field(default_factory=list)
+    proxy_header: str = "x-forwarded-for"
+    trust_proxy: bool = False
+    database: str | None = None
+    blob_store: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ServeSpec:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        spec = cls(**known)
+        for name in ("tls_cert", "tls_key"):
+            value = getattr(spec, name)
+            if value is not None and not Path(value).is_absolute():
+                raise UsageError(f"the agent needs an absolute --{name.replace('_', '-')} path "
+                                 "(it runs in /)")
+        return spec
+
+
+def saved_path() -> Path:
+    return paths.state_dir() / "agent" / "share-service.json"
+
+
+class ShareHost:
+    """At most one share service, run on the agent's loop."""
+
+    def __init__(self) -> None:
+        self.spec: ServeSpec | None = None
+        self.handle: Any = None
+        self.backends: Any = None
+        self.url: str | None = None
+        self.since: float | None = None
+        self.problem: str | None = None
+
+    def status(self) -> dict[str, Any] | None:
+        if self.spec is None:
+            return None
+        return {**asdict(self.spec), "url": self.url,
+                "public_url": getattr(self.handle, "public_url", None),  # the effective one
+                "since": self.since, "problem": self.problem}
+
+    async def start(self, spec: ServeSpec, *, save: bool = True) -> dict[str, Any]:
+        """Start (or restart with new options) the service; raises its FerryError."""
+        await self.stop(save=False)
+        from backend.shares.backends import load_storage
+        from backend.shares.server import open_service, start_share_service
+
+        storage = load_storage(spec.database, spec.blob_store)
+        service, backends = await asyncio.to_thread(open_service, storage)
+        try:
+            handle, url = await start_share_service(
+                spec.listen, public_url=spec.public_url, tls_cert=spec.tls_cert,
+                tls_key=spec.tls_key, tls_self_signed=spec.tls_self_signed,
+                trust_proxy=spec.trust_proxy, trusted_proxies=spec.trusted_proxies,
+                proxy_header=spec.proxy_header, service=service)
+        except BaseException:
+            if backends is not None:
+                backends.close()
+            raise
+        self.spec, self.handle, self.backends, self.url = spec, handle, backends, url
+        self.since, self.problem = time.time(), None
+        if save:
+            self._save()
+        log.info("share service listening on %s (links: %s/s/...)", url, handle.public_url)
+        status = self.status()
+        assert status is not None
+        return status
+
+    async def start_saved(self) -> None:
+        """The service a previous agent ran, if any; a failure is logged and kept (status)."""
+        try:
+            data = json.loads(saved_path().read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable %s: %s", saved_path(), exc)
+            return
+        try:
+            await self.start(ServeSpec.from_json(data), save=False)
+        except FerryError as exc:
+            log.warning("the saved share service did not start: %s", exc)
+            self.spec = ServeSpec.from_json(data)
+            self.problem = exc.message
+
+    async def stop(self, *, save: bool = True) -> bool:
+        was = self.spec is not None
+        handle, backends = self.handle, self.backends
+        self.spec = self.handle = self.backends = self.url = None
+        if handle is not None:
+            from backend.shares.server import stop_share_service
+
+            await stop_share_service(handle)
+            log.info("share service stopped")
+        if backends is not None:
+            backends.close()
+        if save:
+            with contextlib.suppress(FileNotFoundError):
+                saved_path().unlink()
+        return was
+
+    async def close(self) -> None:
+        """The agent stops: the service stops, its saved options stay for the next agent."""
+        await self.stop(save=False)
+
+    def _save(self) -> None:
+        assert self.spec is not None
+        path = saved_path()
+        ensure_private_dir(path.parent)
+        atomic_write(path, json.dumps(asdict(self.spec)))  # 0600, never a half-written file
