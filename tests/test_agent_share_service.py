@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def test_share_service_in_the_agent_survives_a_crash(agent_home: Path,  # noqa: 
     assert f"listening on http://127.0.0.1:{port}" in started.stderr
     assert "inside the Ferry agent" in started.stderr
     assert f"links: http://127.0.0.1:{port}/s/..." in started.stderr
+    from backend.agent.sharehost import saved_path
+
+    assert stat.S_IMODE(saved_path().stat().st_mode) == 0o600
 
     src = tmp_path / "study.zip"
     src.write_bytes(os.urandom(200_000))

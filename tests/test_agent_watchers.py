@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,9 @@ def test_the_agent_watches_a_site_and_keeps_watching_after_a_crash(ai: Path, tmp
     wait_for(lambda: _downloaded(into, outputs), timeout=60, what="the agent's downloads")
     [watcher] = _watchers()
     assert watcher["site"] == "ai" and watcher["downloaded"] == 2
+    from backend.agent.watchers import saved_path
+
+    assert stat.S_IMODE(saved_path().stat().st_mode) == 0o600
 
     first = agent_pid(tmp_path)
     assert first is not None
