@@ -30,6 +30,7 @@ import asyncssh
 import humanize
 
 from backend import remote
+from backend.agent.remote import AgentEngine
 from backend.errors import (
     CancelledByUser,
     ConfigError,
@@ -44,6 +45,7 @@ from backend.sites.store import SiteStore
 from backend.transfers import JobSpec, Journal, TransferEngine
 from backend.transfers import moves as move_jobs
 from backend.transfers.model import VERIFY_MODES
+from tui.cli.agent_client import wanted
 from tui.cli.connect import sftp_for
 from tui.cli.output import ask_choice, info, is_interactive, print_json
 from tui.cli.transfer_cmd import _drive
@@ -91,6 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="check each copy before deleting its original (default: sha256; "
                         "with none every original is kept)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--no-agent", action="store_true",
+                   help="move in this process (it stops with it) instead of in the Ferry agent")
     p.set_defaults(func=cmd_mv)
 
 
@@ -271,11 +275,11 @@ def _refuse_existing(shown: str) -> None:
                       hint="choose another destination, or remove it first")
 
 
-def _run_move(spec: JobSpec, as_json: bool) -> int:
+def _run_move(spec: JobSpec, args: argparse.Namespace) -> int:
     async def submit(engine: TransferEngine) -> list[int]:
         return [await engine.adopt(spec)]
 
-    return _drive(submit, as_json, run_all_jobs=False)
+    return _drive(submit, args.json, run_all_jobs=False, agent=wanted(args))
 
 
 def _mv_get(args: argparse.Namespace, src: tuple[str, str], local: str) -> int:
@@ -294,7 +298,7 @@ def _mv_get(args: argparse.Namespace, src: tuple[str, str], local: str) -> int:
                 await remote.stat_path(sftp, remote.resolve(s.remote_dir, path))
 
         asyncio.run(exists())
-    return _run_move(spec, args.json)
+    return _run_move(spec, args)
 
 
 def _mv_put(args: argparse.Namespace, local: str, dst: tuple[str, str]) -> int:
@@ -313,7 +317,7 @@ def _mv_put(args: argparse.Namespace, local: str, dst: tuple[str, str]) -> int:
                     _refuse_existing(_shown(site_name, target))
 
         asyncio.run(check())
-    return _run_move(spec, args.json)
+    return _run_move(spec, args)
 
 
 def _mv_between_sites(args: argparse.Namespace, src: tuple[str, str],
@@ -364,11 +368,12 @@ def _mv_between_sites(args: argparse.Namespace, src: tuple[str, str],
         pending = _pending_relay(engine, spec)
         if pending:
             for job_id in pending:
-                await engine.resume(job_id)
+                if not isinstance(engine, AgentEngine) or engine.job(job_id).state == "paused":
+                    await engine.resume(job_id)  # the agent runs every other unfinished job
             return pending
         return [await submit_relay(engine, spec, move=True)]
 
-    return _drive(submit, args.json, run_all_jobs=False)
+    return _drive(submit, args.json, run_all_jobs=False, agent=wanted(args))
 
 
 def _split_target(target: str, name: str) -> tuple[str, bool]:
@@ -381,7 +386,8 @@ def _pending_relay(engine: TransferEngine, spec: RelaySpec) -> list[int]:
     """Unfinished legs of an identical earlier ``ferry mv`` (interrupted): resume those."""
     out = []
     for job in engine.journal.job_rows(unfinished_only=True):
-        if engine.journal.owned_by_other(job, engine.me):
+        # the agent's own jobs are this command's to follow when it runs through the agent
+        if engine.journal.owned_by_other(job, engine.me) and not isinstance(engine, AgentEngine):
             continue
         origin = follows(job)
         first = engine.journal.job(origin) if origin is not None else job

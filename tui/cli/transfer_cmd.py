@@ -16,9 +16,9 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
-from backend.errors import FerryError, TransferError, UsageError
+from backend.errors import EXIT_INTERRUPTED, FerryError, TransferError, UsageError
 from backend.limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES
 from backend.names import display_name, is_escaped
 from backend.relay import next_legs
@@ -36,7 +36,7 @@ from backend.transfers.model import (
 )
 from backend.units import human_size
 from tui.cli.connect import cli_session
-from tui.cli.output import print_json
+from tui.cli.output import info, print_json
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -224,19 +224,48 @@ def _run_spec(spec: JobSpec, as_json: bool, args: argparse.Namespace | None = No
 
 
 def _drive(submit: Submit, as_json: bool, *,
-           run_all_jobs: bool) -> int:
-    """Run the engine here until the jobs ``submit`` returns have finished; report; exit code."""
-    return asyncio.run(_drive_async(submit, as_json, run_all_jobs))
+           run_all_jobs: bool, agent: bool = False) -> int:
+    """Run the engine until the jobs ``submit`` returns have finished; report; exit code.
+    ``agent``: the Ferry agent's engine (backend/agent/remote.py), so the jobs outlive this
+    command (Ctrl-C detaches); this process's when none can start (said in a note)."""
+    queued: list[int] = []
+    try:
+        return asyncio.run(_drive_async(submit, as_json, run_all_jobs, agent, queued))
+    except KeyboardInterrupt:
+        if not (agent and queued):
+            raise
+        listed = " ".join(str(j) for j in queued)
+        info(f"detached: job {listed} continues in the Ferry agent; follow it with "
+             f"'ferry queue watch {queued[0]}', stop it with 'ferry queue pause {queued[0]}'")
+        return EXIT_INTERRUPTED
 
 
-async def _drive_async(submit: Submit, as_json: bool,
-                       run_all_jobs: bool) -> int:
-    engine = make_engine(run_all_jobs)
+async def _agent_engine() -> Any:
+    """The Ferry agent's engine for this command, or None when no agent can start."""
+    from backend.agent import client as agent_client
+    from backend.agent.remote import AgentEngine
+    from tui.cli.connect import TerminalPrompter
+
+    engine = AgentEngine(TerminalPrompter(), client_name="cli")
+    try:
+        await engine.start()
+    except agent_client.StartFailed as exc:
+        info(f"ferry: note: {exc.message}; running here instead (--no-agent)")
+        return None
+    return engine
+
+
+async def _drive_async(submit: Submit, as_json: bool, run_all_jobs: bool, agent: bool,
+                       queued: list[int]) -> int:
+    remote = await _agent_engine() if agent else None
+    engine = remote or make_engine(run_all_jobs)
     reporter = _Reporter(as_json)
     unsubscribe = engine.subscribe(reporter.event)
     try:
-        await engine.start()
+        if remote is None:
+            await engine.start()
         job_ids = list(await submit(engine))
+        queued += job_ids
         reporter.open(engine, job_ids)
         statuses = [await engine.wait(j) for j in job_ids]
         # a finished job may have queued the next one (a site-to-site relay's upload leg)
