@@ -8,9 +8,10 @@ jobs run in the agent, so they outlive this process; :meth:`AgentEngine.stop` on
 The TUI's widgets and the case and relay workflows (backend/cases/send.py, backend/relay.py)
 use it exactly as they use an in-process engine.
 
-* **Job list**: the agent's (with its live figures), read again after every job or file event
-  before the event is passed on, so a subscriber that re-reads ``jobs()`` when told sees the
-  change; progress events update the figures in between. A finished job's report (notes, the
+* **Job list**: the agent's (with its live figures), read again after every job event before
+  the event is passed on, so a subscriber that re-reads ``jobs()`` when told sees the change;
+  file and progress events (which do not change the list) pass on at once, in order, and
+  progress events update the figures in between. A finished job's report (notes, the
   error that failed it, a move's outcome) is fetched before its event is passed on.
 * **Files** of a job are read from the journal the agent writes (backend/transfers/journal.py;
   shared safely between processes), as the in-process engine does.
@@ -327,7 +328,9 @@ class AgentEngine:
                     files_total=event.files_total or status.files_total,
                     files_failed=event.files_failed)
             self._dispatch_all([event])
-        elif name in ("job", "file"):
+        elif name == "file" and not self._pending:
+            self._dispatch_all([event_of(data)])  # the job list is unchanged: pass it on now
+        elif name in ("job", "file"):  # (a file event waits behind a job event, in order)
             self._pending.append(event_of(data))
             if self._refresher is None or self._refresher.done():
                 self._refresher = asyncio.ensure_future(self._refresh())
@@ -339,7 +342,8 @@ class AgentEngine:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                self._set_jobs(await self._call("jobs"))
+                if any(e.kind == "job" for e in batch):
+                    self._set_jobs(await self._call("jobs"))
                 for event in batch:
                     if event.kind == "job" and event.state in FINISHED_STATES:
                         self._reports[event.job_id] = await self._call("report",
