@@ -21,6 +21,7 @@ from tests.matrix import (
 )
 from tests.scaleout_parts import pg_cluster, pg_url, s3_url, seaweed  # noqa: F401 - fixtures
 from tests.servers import InProcessServer, SshdServer, start_sshd, write_private_key
+from tests.share_helpers import svc  # noqa: F401 - fixture
 
 ast_guard.install()  # lets pytest rewrite asserts on CPython 3.11.7: see tests/ast_guard.py
 

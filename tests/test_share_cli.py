@@ -7,25 +7,12 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from backend.audit import AuditLog
-from backend.shares.server import ServiceHandle, start_share_service, stop_share_service
 from backend.sites.store import SiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-async def svc(ferry_home: Path) -> AsyncIterator[ServiceHandle]:
-    handle, _ = await start_share_service("127.0.0.1:0", purge_interval=3600)
-    try:
-        yield handle
-    finally:
-        await stop_share_service(handle)
 
 
 async def ferry(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:

@@ -8,45 +8,19 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from backend.audit import AuditLog
-from backend.shares.client import ShareClient, local_file_source
-from backend.shares.server import ServiceHandle, start_share_service, stop_share_service
+from backend.shares.client import ShareClient
 from backend.shares.store import SqliteMetadataStore
+from tests.share_helpers import session_from, share_random
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDRESSES = [f"127.0.0.{n}" for n in range(2, 7)]
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-async def svc(ferry_home: Path) -> AsyncIterator[ServiceHandle]:
-    handle, _ = await start_share_service("127.0.0.1:0", purge_interval=3600)
-    try:
-        yield handle
-    finally:
-        await stop_share_service(handle)
-
-
-async def _share(tmp_path: Path, size: int, **options: object) -> tuple[dict, bytes]:
-    path = tmp_path / "scan.bin"
-    data = os.urandom(size)
-    path.write_bytes(data)
-    options.setdefault("name", path.name)
-    options.setdefault("password", PASSWORD)
-    created = await ShareClient().create(local_file_source(path), size=size, **options)
-    return created, data
-
-
-def session_from(address: str) -> aiohttp.ClientSession:
-    conn = aiohttp.TCPConnector(local_addr=(address, 0), force_close=True)
-    return aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120))
 
 
 async def _download(address: str, url: str, password: str,
@@ -70,7 +44,7 @@ async def _ferry(*args: str) -> tuple[int, str]:
 
 
 async def test_parallel_downloads_of_a_one_download_link_give_exactly_one_copy(svc, tmp_path):
-    created, data = await _share(tmp_path, 6 * 1024 * 1024, max_downloads=1)
+    created, data = await share_random(tmp_path, 6 * 1024 * 1024, max_downloads=1)
     url = created["links"][0]["url"]
     results = await asyncio.gather(*(
         _download(ADDRESSES[i % len(ADDRESSES)], url, PASSWORD) for i in range(24)
@@ -93,7 +67,7 @@ async def test_parallel_downloads_of_a_one_download_link_give_exactly_one_copy(s
 async def test_parallel_ranges_cannot_exceed_the_byte_allowance(svc, tmp_path):
     """Ranged requests do not count as downloads but reserve bytes: (1 + 2) x size at most."""
     size = 2 * 1024 * 1024
-    created, _data = await _share(tmp_path, size, max_downloads=1)
+    created, _data = await share_random(tmp_path, size, max_downloads=1)
     url = created["links"][0]["url"]
     half = {"Range": f"bytes=0-{size // 2 - 1}"}
     results = await asyncio.gather(*(
@@ -107,7 +81,7 @@ async def test_parallel_ranges_cannot_exceed_the_byte_allowance(svc, tmp_path):
 
 
 async def test_parallel_wrong_passwords_get_no_more_checks_than_the_lockout(svc, tmp_path):
-    created, _ = await _share(tmp_path, 1000)
+    created, _ = await share_random(tmp_path, 1000)
     url = created["links"][0]["url"]
     statuses: list[int] = []
     for _round in range(5):
@@ -126,7 +100,7 @@ async def test_parallel_wrong_passwords_get_no_more_checks_than_the_lockout(svc,
 
 
 async def test_lock_decays_and_right_password_after_it_resets(svc, tmp_path):
-    created, data = await _share(tmp_path, 1000)
+    created, data = await share_random(tmp_path, 1000)
     url = created["links"][0]["url"]
     service = svc.service
     service.failure_memory = 1.0  # failures are forgotten 1 s after the lock ends
@@ -150,7 +124,7 @@ async def test_lock_decays_and_right_password_after_it_resets(svc, tmp_path):
 
 
 async def test_a_slot_held_by_a_dead_process_is_released_by_its_lease(svc, ferry_home, tmp_path):
-    created, data = await _share(tmp_path, 5000, max_downloads=1)
+    created, data = await share_random(tmp_path, 5000, max_downloads=1)
     url = created["links"][0]["url"]
     rid = created["links"][0]["recipient_id"]
     # another process took the slot and died without releasing it (its lease: 1.5 s)
@@ -168,7 +142,7 @@ async def test_a_slot_held_by_a_dead_process_is_released_by_its_lease(svc, ferry
 
 
 async def test_a_suffix_range_is_not_a_complete_download(svc, tmp_path):
-    created, data = await _share(tmp_path, 4000, max_downloads=1)
+    created, data = await share_random(tmp_path, 4000, max_downloads=1)
     url = created["links"][0]["url"]
     status, body = await _download(ADDRESSES[0], url, PASSWORD, {"Range": "bytes=-10"})
     assert status == 206 and body == data[-10:]
@@ -185,7 +159,7 @@ async def test_a_suffix_range_is_not_a_complete_download(svc, tmp_path):
 
 async def test_many_parallel_right_passwords_are_all_served(svc, tmp_path):
     """One check per link at a time must not starve a team sharing one link."""
-    created, data = await _share(tmp_path, 200_000, max_downloads=0)
+    created, data = await share_random(tmp_path, 200_000, max_downloads=0)
     url = created["links"][0]["url"]
     results = await asyncio.gather(*(
         _download(ADDRESSES[i % len(ADDRESSES)], url, PASSWORD) for i in range(30)

@@ -11,25 +11,16 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from backend.audit import AuditLog
-from backend.shares.client import ShareClient, local_file_source
+from backend.shares.client import ShareClient
 from backend.shares.server import ServiceHandle, start_share_service, stop_share_service
+from tests.share_helpers import session_from, share_random
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 JUNK = "/s/" + "J" * 43
-
-
-@pytest.fixture
-async def svc(ferry_home: Path) -> AsyncIterator[ServiceHandle]:
-    handle, _ = await start_share_service("127.0.0.1:0", purge_interval=3600)
-    try:
-        yield handle
-    finally:
-        await stop_share_service(handle)
 
 
 @pytest.fixture
@@ -41,21 +32,6 @@ async def proxied(ferry_home: Path) -> AsyncIterator[ServiceHandle]:
         yield handle
     finally:
         await stop_share_service(handle)
-
-
-async def _share(tmp_path: Path, size: int, **options: object) -> tuple[dict, bytes]:
-    path = tmp_path / "scan.bin"
-    data = os.urandom(size)
-    path.write_bytes(data)
-    options.setdefault("name", path.name)
-    options.setdefault("password", PASSWORD)
-    created = await ShareClient().create(local_file_source(path), size=size, **options)
-    return created, data
-
-
-def session_from(address: str = "127.0.0.1") -> aiohttp.ClientSession:
-    conn = aiohttp.TCPConnector(local_addr=(address, 0), force_close=True)
-    return aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=60))
 
 
 async def _post(url: str, password: str, address: str = "127.0.0.1",
@@ -79,8 +55,8 @@ def _addresses_in_audit() -> set[str]:
 # -- findings 3, 4, 5: proxies and floods -------------------------------------------------
 async def test_junk_through_one_proxy_address_does_not_lock_recipients_out(svc, tmp_path):
     """Behind a proxy without --trusted-proxy every recipient has the proxy's address."""
-    created, data = await _share(tmp_path, 3000)
-    other, _ = await _share(tmp_path, 2000)
+    created, data = await share_random(tmp_path, 3000)
+    other, _ = await share_random(tmp_path, 2000)
     for _ in range(20):  # unknown links from "the proxy"
         assert (await _get(svc.url + JUNK))[0] in (404, 429)
     for _ in range(6):  # wrong passwords on ANOTHER link from "the proxy"
@@ -125,7 +101,7 @@ async def test_a_locked_out_client_writes_a_few_aggregated_audit_rows(svc):
 
 
 async def test_forwarded_for_is_read_only_from_a_trusted_proxy(proxied, tmp_path):
-    created, _ = await _share(tmp_path, 1000)
+    created, _ = await share_random(tmp_path, 1000)
     url = created["links"][0]["url"]
     # from the trusted proxy: the rightmost address it added is the client
     await _post(url, "wrong password!", "127.0.0.1",
@@ -144,7 +120,7 @@ async def test_forwarded_for_is_read_only_from_a_trusted_proxy(proxied, tmp_path
 
 async def test_spoofed_forwarded_for_gives_no_extra_guesses(proxied, tmp_path):
     """Choosing an address per request through the header does not get past the link lock."""
-    created, _ = await _share(tmp_path, 1000)
+    created, _ = await share_random(tmp_path, 1000)
     url = created["links"][0]["url"]
     statuses = await asyncio.gather(*(
         _post(url, "wrong password!", "127.0.0.4", {"X-Forwarded-For": f"10.9.{i}.1"})
@@ -207,7 +183,7 @@ def _blob_path(home: Path, share_id: str) -> Path:
 
 
 async def test_revoke_stops_a_running_download_within_a_second(svc, ferry_home, tmp_path):
-    created, data = await _share(tmp_path, 40 * 1024 * 1024)
+    created, data = await share_random(tmp_path, 40 * 1024 * 1024)
     share_id = created["share"]["id"]
     blob = _blob_path(ferry_home, share_id)
     got: list[int] = []
@@ -226,7 +202,7 @@ async def test_revoke_stops_a_running_download_within_a_second(svc, ferry_home, 
 
 
 async def test_expiry_stops_a_running_download(svc, ferry_home, tmp_path):
-    created, data = await _share(tmp_path, 40 * 1024 * 1024, expires="3s")
+    created, data = await share_random(tmp_path, 40 * 1024 * 1024, expires="3s")
     got: list[int] = []
     started = asyncio.Event()
     reader = asyncio.create_task(_slow_reader(created["links"][0]["url"], got, started))
@@ -249,7 +225,7 @@ async def _raw(url: str, request: bytes, address: str = "127.0.0.1") -> bytes:
 
 
 async def test_head_sends_headers_only_and_uses_no_allowance(svc, tmp_path):
-    created, data = await _share(tmp_path, 100_000, max_downloads=1)
+    created, data = await share_random(tmp_path, 100_000, max_downloads=1)
     url = created["links"][0]["url"] + "/download"
     async with session_from() as s:  # a browser: the form sets the ticket cookie
         async with s.post(url, data={"password": PASSWORD, "browser": "1"},
@@ -268,7 +244,7 @@ async def test_head_sends_headers_only_and_uses_no_allowance(svc, tmp_path):
 
 
 async def test_range_header_edge_cases_never_give_5xx(svc, tmp_path):
-    created, data = await _share(tmp_path, 5000, password=None)
+    created, data = await share_random(tmp_path, 5000, password=None)
     url = created["links"][0]["url"] + "/download"
     async with session_from() as s, s.post(
         url, data={"password": created["password"], "browser": "1"}, allow_redirects=False
@@ -294,7 +270,7 @@ async def test_range_header_edge_cases_never_give_5xx(svc, tmp_path):
 
 
 async def test_browser_form_fifth_wrong_password_is_429_not_500(svc, tmp_path):
-    created, _ = await _share(tmp_path, 1000)
+    created, _ = await share_random(tmp_path, 1000)
     url = created["links"][0]["url"] + "/download"
     statuses = []
     async with session_from() as s:
@@ -310,7 +286,7 @@ async def test_browser_form_fifth_wrong_password_is_429_not_500(svc, tmp_path):
 async def test_missing_blob_is_an_error_before_headers_and_marks_the_share_broken(
     svc, ferry_home, tmp_path
 ):
-    created, _ = await _share(tmp_path, 50_000)
+    created, _ = await share_random(tmp_path, 50_000)
     share_id = created["share"]["id"]
     _blob_path(ferry_home, share_id).unlink()
     status, body = await _post(created["links"][0]["url"], PASSWORD)
@@ -327,7 +303,7 @@ async def test_missing_blob_is_an_error_before_headers_and_marks_the_share_broke
 
 
 async def test_damaged_blob_is_refused_before_any_byte(svc, ferry_home, tmp_path):
-    created, _ = await _share(tmp_path, 50_000)
+    created, _ = await share_random(tmp_path, 50_000)
     blob = _blob_path(ferry_home, created["share"]["id"])
     raw = bytearray(blob.read_bytes())
     raw[200] ^= 0xFF
@@ -394,7 +370,7 @@ async def test_an_idle_connection_is_closed(strict):
 
 
 async def test_a_slow_body_is_refused_with_408(strict, tmp_path, caplog):
-    created, _ = await _share(tmp_path, 1000)
+    created, _ = await share_random(tmp_path, 1000)
     path = "/" + created["links"][0]["url"].split("/", 3)[3] + "/download"
     reader, writer = await _connect(strict.url, "127.0.0.22")
     writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: "
@@ -407,7 +383,7 @@ async def test_a_slow_body_is_refused_with_408(strict, tmp_path, caplog):
 
 
 async def test_a_reader_that_stops_is_dropped(strict, tmp_path, caplog):
-    created, _ = await _share(tmp_path, 30 * 1024 * 1024)
+    created, _ = await share_random(tmp_path, 30 * 1024 * 1024)
     path = "/" + created["links"][0]["url"].split("/", 3)[3] + "/download"
     host, port = strict.url.split("//")[1].split(":")
     sock = socket.socket()
@@ -466,7 +442,7 @@ async def test_bad_recipient_addresses_are_refused(svc, tmp_path, email):
     from backend.errors import ShareError
 
     with pytest.raises(ShareError, match="recipient"):
-        await _share(tmp_path, 100, recipients=[email])
+        await share_random(tmp_path, 100, recipients=[email])
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -483,12 +459,12 @@ async def test_invisible_characters_are_refused_in_names_and_messages(svc, tmp_p
     from backend.errors import ShareError
 
     with pytest.raises(ShareError, match="control character"):
-        await _share(tmp_path, 100, **{field: value})
+        await share_random(tmp_path, 100, **{field: value})
     assert await ShareClient().list() == []
 
 
 async def test_ordinary_international_text_is_still_accepted(svc, tmp_path):
-    created, _ = await _share(tmp_path, 100, name="Bericht für Dr. Müller – 日本.pdf",
+    created, _ = await share_random(tmp_path, 100, name="Bericht für Dr. Müller – 日本.pdf",
                               message="Hello,\n\tthe scans are attached. Ça va?",
                               recipients=["dr.jones@example.org"])
     assert created["share"]["name"] == "Bericht für Dr. Müller – 日本.pdf"

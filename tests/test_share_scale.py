@@ -20,10 +20,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from backend.shares.client import ShareClient, local_file_source
+from backend.shares.client import ShareClient
 from backend.shares.keys import ServerKey
 from backend.shares.server import load_or_create_admin_token
 from tests.scaleout_parts import _wait_port, free_port
+from tests.share_helpers import session_from, share_random
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDRESSES = [f"127.0.0.{n}" for n in range(2, 7)]
@@ -108,11 +109,6 @@ async def cluster(tmp_path, pg_url, s3_url, monkeypatch) -> AsyncIterator[Cluste
                 inst.proc.wait()
 
 
-def session_from(address: str) -> aiohttp.ClientSession:
-    conn = aiohttp.TCPConnector(local_addr=(address, 0), force_close=True)
-    return aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120))
-
-
 async def _download(address: str, url: str, password: str) -> tuple[int, bytes]:
     async with session_from(address) as s:
         try:
@@ -123,13 +119,8 @@ async def _download(address: str, url: str, password: str) -> tuple[int, bytes]:
 
 
 async def _share(cluster: Cluster, tmp_path: Path, size: int, **options) -> tuple[dict, bytes]:
-    path = tmp_path / f"scan-{size}.bin"
-    data = os.urandom(size)
-    path.write_bytes(data)
-    options.setdefault("name", path.name)
-    options.setdefault("password", PASSWORD)
-    created = await cluster.client().create(local_file_source(path), size=size, **options)
-    return created, data
+    return await share_random(tmp_path, size, client=cluster.client(), name=f"scan-{size}.bin",
+                              **options)
 
 
 def _audit(cluster: Cluster, event: str) -> list:

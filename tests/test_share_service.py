@@ -7,7 +7,6 @@ import hashlib
 import os
 import socket
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -16,18 +15,9 @@ import pytest
 from backend.audit import AuditLog
 from backend.errors import ShareError
 from backend.shares.client import ShareClient, local_file_source
-from backend.shares.server import ServiceHandle, start_share_service, stop_share_service
+from backend.shares.server import start_share_service, stop_share_service
 
 HOSTILE = "<script>alert(1)</script>.pdf"
-
-
-@pytest.fixture
-async def svc(ferry_home: Path) -> AsyncIterator[ServiceHandle]:
-    handle, _ = await start_share_service("127.0.0.1:0", purge_interval=3600)
-    try:
-        yield handle
-    finally:
-        await stop_share_service(handle)
 
 
 def _file(tmp_path: Path, size: int, name: str = "scan.zip") -> Path:
