@@ -3,6 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# pytest-xdist workers for `make test` (auto: one per core; the suite mostly waits on servers,
+# so e.g. TEST_WORKERS=4 on 2 cores is faster still)
+TEST_WORKERS ?= auto
 
 .PHONY: demo test lint bench fmt lock clean
 
@@ -19,7 +22,7 @@ test: $(STAMP)  ## lint, types, import contracts, then the whole suite against r
 	$(BIN)/ruff check backend tui tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist loadgroup
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)  ## ruff, mypy ([tool.mypy]) and the import contracts ([tool.importlinter])
 	$(BIN)/ruff check backend tui tests bench
