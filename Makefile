@@ -3,6 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# pytest-xdist workers for `make test` (auto: one per core; the suite mostly waits on servers,
+# so e.g. TEST_WORKERS=4 on 2 cores is faster still)
+TEST_WORKERS ?= auto
 
 .PHONY: demo test lint bench fmt lock clean
 
@@ -15,11 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)  ## set up and open Ferry on its embedded demo server with sample cases
 	$(BIN)/ferry demo
 
-test: $(STAMP)  ## lint, types, import contracts, then the whole suite against real servers on 127.0.0.1
+test: $(STAMP)  ## lint, types, import contracts, then the whole suite against real servers on 127.0.0.1 (pytest-xdist: one worker per core)
 	$(BIN)/ruff check backend tui tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)  ## ruff, mypy ([tool.mypy]) and the import contracts ([tool.importlinter])
 	$(BIN)/ruff check backend tui tests bench

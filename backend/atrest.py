@@ -12,14 +12,12 @@ digits on one line are accepted too. See docs/security.md, "Encryption at rest".
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.crypto.keys import KEY_SIZE, read_key_bytes
-from backend.errors import ConfigError, IntegrityError, PermissionDeniedError, RemoteNotFoundError
-from backend.fsutil import open_exclusive
+from backend.crypto.keys import KEY_SIZE, read_key_bytes, write_new_key_file
+from backend.errors import ConfigError, IntegrityError
 from backend.transfers.crypt import key_secret_name, parse_key
 from backend.vault import Vault
 
@@ -80,28 +78,7 @@ def import_key(vault: Vault, site_name: str, key_file: Path | str) -> KeyOutcome
 def export_key(vault: Vault | None, site_name: str, path: Path | str) -> Path:
     """Write the site's key to a new file ``path`` (32 raw bytes, mode 0600, never
     overwrites). Returns the path written."""
-    key = read_key(vault, site_name)
-    target = Path(path).expanduser()
-    try:
-        fd = open_exclusive(target, 0o600)
-    except FileExistsError:
-        raise ConfigError(
-            f"{target} already exists", hint="choose another file; Ferry never overwrites a key"
-        ) from None
-    except FileNotFoundError:
-        raise RemoteNotFoundError(f"folder {target.parent} does not exist") from None
-    except PermissionError:
-        raise PermissionDeniedError(f"cannot create {target}: permission denied") from None
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, key)
-        os.fsync(fd)
-    except OSError as exc:
-        os.close(fd)
-        target.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {target}: {exc.strerror}") from None
-    os.close(fd)
-    return target
+    return write_new_key_file(Path(path).expanduser(), read_key(vault, site_name))
 
 
 def read_key_file(path: Path | str) -> bytes:

@@ -202,6 +202,20 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def prepare_rows(events: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[str, str, str]]:
+    """The ``(event, actor, canonical fields)`` rows for ``events`` (``actor`` taken out of the
+    fields, the local OS user when absent), as both chains store them: the embedded log's
+    :meth:`AuditLog.append_many` and the share service's (backend/shares/pgaudit.py)."""
+    rows = []
+    for event, fields in events:
+        if not event:
+            raise ValueError("audit event name must not be empty")
+        fields = dict(fields)
+        actor = str(fields.pop("actor", None) or _local_user())
+        rows.append((event, actor, canonical_json(fields)))
+    return rows
+
+
 def _fail(kind: str, rows: int, bad: int | None, reason: str, notes: list[str]) -> VerifyResult:
     return VerifyResult(False, rows, bad, reason, kind=kind, notes=notes)
 
@@ -252,13 +266,7 @@ class AuditLog:
     def append_many(self, events: list[tuple[str, dict[str, Any]]]) -> list[int]:
         """Append several events in one transaction (one commit, one head write: what a busy
         writer such as the transfer engine needs); returns their row ids in order."""
-        rows = []
-        for event, fields in events:
-            if not event:
-                raise ValueError("audit event name must not be empty")
-            fields = dict(fields)
-            actor = str(fields.pop("actor", None) or _local_user())
-            rows.append((event, actor, canonical_json(fields)))
+        rows = prepare_rows(events)
         if not rows:
             return []
         return self._write_rows(rows)[-len(rows):]

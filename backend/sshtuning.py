@@ -10,7 +10,8 @@ time in partial socket writes (measured on loopback, 1 GiB download: 3.7 s with 
 trip, sent alongside the caller's own first requests), and every channel of that connection
 is then given a window of ``round trip x`` :data:`WINDOW_RATE`, within
 :data:`WINDOW_MIN`..:data:`WINDOW_MAX` (a receiver may raise its window at any time: the
-extra credit goes out with the next window adjustment).
+extra credit goes out with the next window adjustment). The probe then times
+:data:`PROBES` - 1 more round trips and keeps the least as the link's (:func:`round_trip`).
 
 :func:`slice_reads` is the other receive-side fix, and :func:`skip_ignore_packets` a send-side
 one (see their docstrings).
@@ -37,6 +38,10 @@ WINDOW_MIN = 2 * 1024 * 1024  # OpenSSH's own default
 WINDOW_MAX = 16 * 1024 * 1024
 WINDOW_RATE = 400 * 1024 * 1024  # bytes/s one channel's window should allow at the measured RTT
 RECV_SLICE = 64 * 1024
+# Round trips timed per connection; the least is its RTT (what the download lanes go by:
+# backend/transfers/copier.py download_lanes). One sample on a busy machine can be this process
+# waiting for a CPU, or the probe queued behind the caller's first requests, not the link.
+PROBES = 5
 
 
 def window_for(rtt: float) -> int:
@@ -58,7 +63,8 @@ _LINKS: weakref.WeakKeyDictionary[asyncssh.SSHClientConnection, _Link] = (
 
 
 def round_trip(conn: asyncssh.SSHClientConnection) -> float | None:
-    """The round-trip time measured on ``conn``'s first SFTP channel (None: not yet)."""
+    """The least round-trip time measured so far on ``conn``'s first SFTP channel (None:
+    not yet)."""
     link = _LINKS.get(conn)
     return link.rtt if link is not None else None
 
@@ -106,18 +112,23 @@ async def start_sftp(conn: asyncssh.SSHClientConnection) -> asyncssh.SFTPClient:
 
 
 async def _probe(link: _Link, sftp: asyncssh.SFTPClient) -> None:
-    """Time one cheap request (its round trip) and size the connection's windows by it."""
+    """Time a cheap request (its round trip) and size the connection's windows by the first
+    sample; then time :data:`PROBES` - 1 more, keeping the least as ``link.rtt``."""
     with contextlib.suppress(Exception):
-        began = time.monotonic()
-        with contextlib.suppress(asyncssh.SFTPError):  # a refusal is a round trip too
-            await sftp.stat(".")
-        rtt = link.rtt = time.monotonic() - began
-        link.window = window_for(rtt)
-        log.debug("round trip %.1f ms: SFTP receive windows %d KiB", rtt * 1000,
-                  link.window // 1024)
-        for chan in list(link.channels):
-            _grow(chan, link.window)
-        link.channels.clear()
+        for sample in range(PROBES):
+            began = time.monotonic()
+            with contextlib.suppress(asyncssh.SFTPError):  # a refusal is a round trip too
+                await sftp.stat(".")
+            rtt = time.monotonic() - began
+            link.rtt = rtt if link.rtt is None else min(link.rtt, rtt)
+            if sample:
+                continue
+            link.window = window_for(rtt)
+            log.debug("round trip %.1f ms: SFTP receive windows %d KiB", rtt * 1000,
+                      link.window // 1024)
+            for chan in list(link.channels):
+                _grow(chan, link.window)
+            link.channels.clear()
 
 
 def slice_reads(conn: asyncssh.SSHClientConnection) -> None:

@@ -7,10 +7,12 @@ import asyncio
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,12 +33,21 @@ def _start() -> int:
     return pid
 
 
-def test_folder_and_socket_are_private(agent_home: Path):  # noqa: F811
-    _start()
-    sock = location.socket_path()
-    assert stat.S_IMODE(os.stat(sock.parent).st_mode) == 0o700
-    assert stat.S_IMODE(os.lstat(sock).st_mode) == 0o600
-    assert str(sock).startswith(str(agent_home))  # FERRY_HOME isolates the agent
+def test_folder_and_socket_are_private(agent_home: Path, monkeypatch):  # noqa: F811
+    # a short FERRY_HOME: a long one (pytest-xdist's per-worker tmp_path) would put the socket
+    # in the documented /tmp/ferry-<uid>/<hash> fallback (backend/agent/location.py)
+    home = Path(tempfile.mkdtemp(prefix="fa-"))
+    monkeypatch.setenv("FERRY_HOME", str(home))
+    try:
+        _start()
+        sock = location.socket_path()
+        assert stat.S_IMODE(os.stat(sock.parent).st_mode) == 0o700
+        assert stat.S_IMODE(os.lstat(sock).st_mode) == 0o600
+        assert str(sock).startswith(str(home))  # FERRY_HOME isolates the agent
+    finally:
+        ferry("agent", "stop")
+        monkeypatch.setenv("FERRY_HOME", str(agent_home))
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
@@ -46,8 +57,10 @@ def other_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(OTHER)
     except KeyError:
-        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", OTHER],
-                       check=True, capture_output=True)
+        made = subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                               OTHER], capture_output=True, text=True)
+        # 9: another pytest-xdist worker created it meanwhile
+        assert made.returncode in (0, 9), made.stderr
         return pwd.getpwnam(OTHER)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from backend.crypto.header import build_header
 from backend.crypto.keys import generate_key_file
 from backend.crypto.segments import new_stream_header
 
-FERRY = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "ferry"
+# the console script of the venv running the tests (the `make test` one: .venv/bin/ferry)
+FERRY = Path(sys.executable).parent / "ferry"
 
 
 def ferry(tmp_path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -134,3 +134,45 @@ async def test_uploads_carry_no_filler_packets(ferry_home, sftp_server, tmp_path
     received.clear()
     assert await upload(await ssh.connect(sftp_server.site()), "ferry.bin") == payload
     assert len(received) <= 5, len(received)  # only those before login, not one per packet
+
+
+class _SlowFirstStat(asyncssh.SFTPServer):
+    """Answers the first ``stat`` of a session 50 ms late (a busy machine, a queued reply)."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel, chroot: bytes | None = None) -> None:
+        super().__init__(chan, chroot=chroot)
+        self._stats = 0
+
+    async def stat(self, path: bytes) -> asyncssh.SFTPAttrs:  # type: ignore[override]
+        self._stats += 1
+        if self._stats == 1:
+            await asyncio.sleep(0.05)
+        return super().stat(path)
+
+
+async def test_one_slow_reply_does_not_make_loopback_a_long_link(
+        ferry_home, host_key, client_key, tmp_path) -> None:
+    """The round trip the download lanes go by (copier.download_lanes) is the least of
+    several samples: one late reply on a loaded machine no longer reads as a 50 ms link."""
+    from backend.demo.server import start_sftp_server
+    from backend.sshtuning import round_trip
+    from tests.servers import InProcessServer, write_private_key
+
+    running = await start_sftp_server(tmp_path / "remote", host_key=host_key,
+                                      authorized_keys=[client_key], sftp_factory=_SlowFirstStat)
+    server = InProcessServer(running, write_private_key(client_key, tmp_path / "id"))
+    try:
+        conn = await ssh.connect(server.site())
+        try:
+            await start_sftp(conn)
+            deadline = asyncio.get_running_loop().time() + 20
+            while (round_trip(conn) is None or round_trip(conn) >= 0.04) \
+                    and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
+            rtt = round_trip(conn)
+            assert rtt is not None and rtt < 0.04, rtt
+        finally:
+            conn.close()
+    finally:
+        running.close()
+        await running.wait_closed()

@@ -2,7 +2,8 @@
 
 A key file is the alternative to a passphrase for the encryption container: raw key material,
 no encoding, nothing else in the file. ``ferry keygen --symmetric FILE`` calls
-:func:`generate_key_file`; everything that accepts ``--key-file`` calls :func:`read_key_file`.
+:func:`generate_key_file`; everything that accepts ``--key-file`` calls :func:`read_key_file`;
+every new key file (``ferry vault export-key`` too) is written by :func:`write_new_key_file`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ KEY_SIZE = 32
 
 def generate_key_file(path: Path) -> None:
     """Write 32 CSPRNG bytes to ``path``, created exclusively (never overwritten) with 0600."""
-    path = Path(path)
+    write_new_key_file(Path(path), secrets.token_bytes(KEY_SIZE))
+
+
+def write_new_key_file(path: Path, key: bytes) -> Path:
+    """Write ``key`` to a new file ``path``: created exclusively (an existing file is never
+    overwritten) with mode 0600, fsynced; on failure no partial file is left. Used by
+    :func:`generate_key_file` and by ``ferry vault export-key`` (backend/atrest.py)."""
     try:
         fd = open_exclusive(path, 0o600)
     except FileExistsError:
@@ -37,18 +44,20 @@ def generate_key_file(path: Path) -> None:
         raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
     try:
         os.fchmod(fd, 0o600)
-        data = secrets.token_bytes(KEY_SIZE)
-        view = memoryview(data)
+        view = memoryview(key)
         while view:
             written = os.write(fd, view)
             view = view[written:]
         os.fsync(fd)
-    except BaseException:
+    except BaseException as exc:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(path)
+        if isinstance(exc, OSError):
+            raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
         raise
     os.close(fd)
+    return path
 
 
 def read_key_bytes(path: Path, limit: int) -> bytes:

@@ -28,10 +28,10 @@ from backend.audit import (
     NotCanonical,
     VerifyResult,
     _fail,
-    _local_user,
     _now,
     canonical_json,
     parse_fields,
+    prepare_rows,
     query_sql,
     record_from_row,
     row_hash,
@@ -53,13 +53,7 @@ class PgAuditLog:
         return self.append_many([(event, fields)])[0]
 
     def append_many(self, events: list[tuple[str, dict[str, Any]]]) -> list[int]:
-        rows = []
-        for event, fields in events:
-            if not event:
-                raise ValueError("audit event name must not be empty")
-            fields = dict(fields)
-            actor = str(fields.pop("actor", None) or _local_user())
-            rows.append((event, actor, canonical_json(fields)))
+        rows = prepare_rows(events)
         if not rows:
             return []
         return self.append_rows(rows)[-len(rows):]

@@ -38,7 +38,9 @@ async def test_move_names_the_item_and_enter_cancels(
 async def test_x_asks_before_stopping_a_transfer_under_way(
     ferry_home, slow_server, tmp_path, monkeypatch  # noqa: F811
 ) -> None:
-    make_tree(slow_server.root / "data", {"big.raw": bytes(range(256)) * 4096 * 4})
+    # 32 MiB: ~40 s at the slow server's pace, so the transfer is still under way however
+    # long a loaded machine takes for the steps below (it is stopped, never waited for)
+    make_tree(slow_server.root / "data", {"big.raw": bytes(range(256)) * 4096 * 32})
     local_dir(tmp_path, monkeypatch)
     save_site(slow_server.site("slow", remote_dir="/data"))
     app = FerryApp(start_site="slow")

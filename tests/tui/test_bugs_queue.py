@@ -21,7 +21,9 @@ def _jobs(app) -> list:
 
 async def test_totals_line_says_moved_and_left(ferry_home, slow_server, tmp_path,  # noqa: F811
                                               monkeypatch):
-    payload = bytes(range(256)) * 4096 * 4  # 4 MiB: seconds at the slow server's pace
+    # 32 MiB: ~40 s at the slow server's pace, so the job is still under way when paused on a
+    # loaded machine (it is stopped, never waited for)
+    payload = bytes(range(256)) * 4096 * 32
     make_tree(slow_server.root / "data", {"big.raw": payload})
     local_dir(tmp_path, monkeypatch)
     save_site(slow_server.site("slow", remote_dir="/data"))

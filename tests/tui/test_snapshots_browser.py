@@ -8,6 +8,7 @@ local pane on a fixed path, and no variable text (ports are never shown).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import time
@@ -24,7 +25,9 @@ from tui.app import FerryApp
 from tui.widgets.queue_panel import QueuePanel
 
 FIXED = 1_763_700_000  # 2025-11-21 04:40 UTC
-LOCAL = Path("/tmp/ferry-snapshot-local")
+LOCAL = Path("/tmp/ferry-snapshot-local")  # shown in the snapshots, so one path for every run:
+# under pytest-xdist (`make test`: --dist loadgroup) this module's tests share one worker
+pytestmark = pytest.mark.xdist_group("snapshot-local")
 
 
 def _freeze(root: Path) -> None:
@@ -36,25 +39,28 @@ def _freeze(root: Path) -> None:
 
 @pytest.fixture
 def demo(ferry_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DemoServer]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    shutil.rmtree(LOCAL, ignore_errors=True)
-    (LOCAL / "outgoing" / "CASE-LOCAL-0001").mkdir(parents=True)
-    (LOCAL / "outgoing" / "CASE-LOCAL-0001" / "scan.dcm").write_bytes(b"D" * 4096)
-    (LOCAL / "notes.txt").write_text("handover notes\n")
-    _freeze(LOCAL)
-    monkeypatch.chdir(LOCAL)
-    server = DemoServer.start(
-        root=tmp_path / "served", large_file_mib=1, share_service=False, provider=False
-    )
-    _freeze(server.root)
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(LOCAL, ignore_errors=True)
-        monkeypatch.delenv("TZ")
+    # ... and a lock for another pytest run on this machine (another checkout) using LOCAL too
+    with open(f"{LOCAL}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        monkeypatch.setenv("TZ", "UTC")
         time.tzset()
+        shutil.rmtree(LOCAL, ignore_errors=True)
+        (LOCAL / "outgoing" / "CASE-LOCAL-0001").mkdir(parents=True)
+        (LOCAL / "outgoing" / "CASE-LOCAL-0001" / "scan.dcm").write_bytes(b"D" * 4096)
+        (LOCAL / "notes.txt").write_text("handover notes\n")
+        _freeze(LOCAL)
+        monkeypatch.chdir(LOCAL)
+        server = DemoServer.start(
+            root=tmp_path / "served", large_file_mib=1, share_service=False, provider=False
+        )
+        _freeze(server.root)
+        try:
+            yield server
+        finally:
+            server.stop()
+            shutil.rmtree(LOCAL, ignore_errors=True)
+            monkeypatch.delenv("TZ")
+            time.tzset()
 
 
 def _inbox(theme: str):
