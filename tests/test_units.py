@@ -3,14 +3,10 @@ count reads the same everywhere, and the compact style fits a 6-cell column."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import aiohttp
 import pytest
 
 from backend.shares.client import ShareClient, local_file_source
-from backend.shares.server import ServiceHandle, start_share_service, stop_share_service
 from backend.units import human_size
 
 
@@ -33,15 +29,6 @@ def test_both_styles(n: int, long: str, compact: str) -> None:
     assert human_size(n) == long
     assert human_size(n, compact=True) == compact
     assert len(compact) <= 6 or n >= 1000 * 2**50
-
-
-@pytest.fixture
-async def svc(ferry_home: Path) -> AsyncIterator[ServiceHandle]:
-    handle, _ = await start_share_service("127.0.0.1:0", purge_interval=3600)
-    try:
-        yield handle
-    finally:
-        await stop_share_service(handle)
 
 
 async def test_share_page_writes_a_size_as_ferry_ls_and_the_queue_do(svc, tmp_path) -> None:

@@ -44,13 +44,14 @@ from typing import Any
 
 from backend import __version__, paths
 from backend.agent import location, protocol
-from backend.agent.sharehost import ServeSpec, ShareHost
+from backend.agent.sharehost import ShareHost
 from backend.agent.watchers import Watchers, WatchSpec
 from backend.errors import AgentError, CancelledByUser, ConfigError, FerryError, UsageError
 from backend.hostkeys import PresentedKey, TrustDecision
 from backend.names import display_name
 from backend.relay import next_legs
 from backend.session import Session
+from backend.shares.launch import ServeSpec
 from backend.sites.model import Site
 from backend.transfers import JobSpec, TransferEngine, TransferEvent, moves
 from backend.transfers.model import FINISHED_STATES, verified_counts

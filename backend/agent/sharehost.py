@@ -11,45 +11,20 @@ again; ``ferry serve --stop`` stops it. Running ``ferry serve`` on its own stays
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from backend import paths
-from backend.errors import FerryError, UsageError
+from backend.errors import FerryError
 from backend.fsutil import atomic_write, ensure_private_dir
+from backend.shares.launch import ServeSpec, start_service
 
 log = logging.getLogger("ferry.agent.shares")
-
-
-@dataclass
-class ServeSpec:
-    listen: str = "127.0.0.1:8750"
-    public_url: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_self_signed: bool = False
-    trusted_proxies: list[str] = field(default_factory=list)
-    proxy_header: str = "x-forwarded-for"
-    trust_proxy: bool = False
-    database: str | None = None
-    blob_store: str | None = None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ServeSpec:
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        spec = cls(**known)
-        for name in ("tls_cert", "tls_key"):
-            value = getattr(spec, name)
-            if value is not None and not Path(value).is_absolute():
-                raise UsageError(f"the agent needs an absolute --{name.replace('_', '-')} path "
-                                 "(it runs in /)")
-        return spec
 
 
 def saved_path() -> Path:
@@ -77,21 +52,7 @@ class ShareHost:
     async def start(self, spec: ServeSpec, *, save: bool = True) -> dict[str, Any]:
         """Start (or restart with new options) the service; raises its FerryError."""
         await self.stop(save=False)
-        from backend.shares.backends import load_storage
-        from backend.shares.server import open_service, start_share_service
-
-        storage = load_storage(spec.database, spec.blob_store)
-        service, backends = await asyncio.to_thread(open_service, storage)
-        try:
-            handle, url = await start_share_service(
-                spec.listen, public_url=spec.public_url, tls_cert=spec.tls_cert,
-                tls_key=spec.tls_key, tls_self_signed=spec.tls_self_signed,
-                trust_proxy=spec.trust_proxy, trusted_proxies=spec.trusted_proxies,
-                proxy_header=spec.proxy_header, service=service)
-        except BaseException:
-            if backends is not None:
-                backends.close()
-            raise
+        handle, url, backends = await start_service(spec)
         self.spec, self.handle, self.backends, self.url = spec, handle, backends, url
         self.since, self.problem = time.time(), None
         if save:

@@ -14,11 +14,13 @@ import json
 import os
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from backend.errors import RemoteNotFoundError, UsageError
 from backend.names import display_name
+from backend.shares.launch import ServeSpec, start_service
 from backend.sites.model import local_user
 from tui.cli.output import info, print_json, read_secret_file
 
@@ -146,11 +148,8 @@ def _serve_in_agent(args: argparse.Namespace) -> int:
     def absolute(path: str | None) -> str | None:
         return str(Path(path).resolve()) if path else None
 
-    spec = {"listen": args.listen, "public_url": args.public_url,
-            "tls_cert": absolute(args.tls_cert), "tls_key": absolute(args.tls_key),
-            "tls_self_signed": args.tls_self_signed, "trusted_proxies": args.trusted_proxy,
-            "proxy_header": args.proxy_header, "trust_proxy": args.trust_proxy,
-            "database": args.database, "blob_store": args.blob_store}
+    spec = asdict(_spec(args)) | {"tls_cert": absolute(args.tls_cert),
+                                  "tls_key": absolute(args.tls_key)}
 
     async def call() -> tuple[int, Any]:
         client = await agent.connect(start=args.in_agent, client="cli")
@@ -176,23 +175,18 @@ def _serve_in_agent(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    from backend.shares.backends import load_storage
-    from backend.shares.server import open_service, start_share_service, stop_share_service
+def _spec(args: argparse.Namespace) -> ServeSpec:
+    return ServeSpec(listen=args.listen, public_url=args.public_url, tls_cert=args.tls_cert,
+                     tls_key=args.tls_key, tls_self_signed=args.tls_self_signed,
+                     trusted_proxies=args.trusted_proxy, proxy_header=args.proxy_header,
+                     trust_proxy=args.trust_proxy, database=args.database,
+                     blob_store=args.blob_store)
 
-    storage = load_storage(args.database, args.blob_store)
-    service, backends = await asyncio.to_thread(open_service, storage)
-    try:
-        handle, url = await start_share_service(
-            args.listen, public_url=args.public_url, tls_cert=args.tls_cert,
-            tls_key=args.tls_key, tls_self_signed=args.tls_self_signed,
-            trust_proxy=args.trust_proxy, trusted_proxies=args.trusted_proxy,
-            proxy_header=args.proxy_header, service=service,
-        )
-    except BaseException:
-        if backends is not None:
-            backends.close()
-        raise
+
+async def _serve(args: argparse.Namespace) -> int:
+    from backend.shares.server import stop_share_service
+
+    handle, url, backends = await start_service(_spec(args))
     where = f" on {backends.description}" if backends is not None else ""
     info(f"ferry share service listening on {url}{where} (links: {handle.public_url}/s/...)")
     stop = asyncio.Event()
