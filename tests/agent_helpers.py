@@ -99,22 +99,27 @@ def agent_home(ferry_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 MIB = 1 << 20
 SLOW_SIZE = 64 * MIB
 SLOW_RATE = 12 * MIB  # bytes/s over the one connection: ~5 s for the big file
+BIG_SIZE = 256 * MIB  # the size the agent issue's kill tests name
 
 
 @pytest.fixture
-def slow_site(sshd: Any, tmp_path: Path, agent_home: Path) -> Iterator[Any]:
+def slow_site(request: pytest.FixtureRequest, sshd: Any, tmp_path: Path,
+              agent_home: Path) -> Iterator[Any]:
     """Sites on real OpenSSH: ``slow`` behind a 12 MiB/s proxy (tests/proxies.py), so a
     64 MiB ``big.bin`` is still moving when a client is killed, paused or cancelled, and
     ``fast`` direct; both serve ``big.bin`` and ``small.txt`` ("hello agent\n").
-    Yields (served folder, big.bin's SHA-256, the proxy)."""
+    ``@pytest.mark.parametrize("slow_site", [BIG_SIZE], indirect=True)``: a big.bin of that
+    size, at a rate that keeps the ~5 s it takes. Yields (served folder, big.bin's SHA-256,
+    the proxy)."""
     from backend.sites.store import SiteStore
     from tests.proxies import Proxy
     from tests.transfer_helpers import write_random
 
+    size = int(getattr(request, "param", SLOW_SIZE))
     served = tmp_path / "served"
-    digest = write_random(served / "big.bin", SLOW_SIZE)
+    digest = write_random(served / "big.bin", size)
     (served / "small.txt").write_text("hello agent\n")
-    with Proxy(sshd.port, rate=SLOW_RATE) as proxy:
+    with Proxy(sshd.port, rate=SLOW_RATE * size / SLOW_SIZE) as proxy:
         SiteStore().add(sshd.site("slow", port=proxy.port, remote_dir=str(served),
                                   max_parallel=1))
         SiteStore().add(sshd.site("fast", remote_dir=str(served)))

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent_helpers import (
+    BIG_SIZE,
     MIB,
     SLOW_SIZE,
     agent_home,  # noqa: F401 (fixture)
@@ -70,6 +71,7 @@ def test_unknown_site_and_failure_exit_codes_are_the_same(slow_site, tmp_path: P
     assert missing.stderr.replace("job 1", "job N") == here.stderr.replace("job 2", "job N")
 
 
+@pytest.mark.parametrize("slow_site", [BIG_SIZE], indirect=True)
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL])
 def test_killed_client_the_download_completes_in_the_agent(slow_site, tmp_path: Path, sig):
     _served, digest, _proxy = slow_site

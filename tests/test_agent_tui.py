@@ -20,6 +20,7 @@ from backend import hostkeys
 from backend.agent.remote import AgentEngine
 from backend.sites.store import SiteStore
 from tests.agent_helpers import (
+    BIG_SIZE,
     MIB,
     PYTHON,
     ROOT,
@@ -54,6 +55,7 @@ def _audited(name: str) -> bool:
     return name in result.stdout
 
 
+@pytest.mark.parametrize("slow_site", [BIG_SIZE], indirect=True)
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL])
 def test_tui_killed_mid_download_the_agent_completes_it(slow_site, tmp_path: Path, sig):
     """A TUI (Pilot, in its own process) copies big.bin with F5 and is killed as a dropped SSH
