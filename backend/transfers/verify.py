@@ -242,6 +242,8 @@ class RemoteHasher:
             return None
         try:
             shell = await _Shell.start(conn)
+        except AttributeError:  # asyncssh on a channel closed mid-open (connection dying)
+            raise ConnectError(f"{self._pool.name}: connection lost while verifying") from None
         except asyncssh.ChannelOpenError:
             if conn.is_closed():
                 raise ConnectError(f"{self._pool.name}: connection lost while verifying") from None
@@ -328,6 +330,8 @@ class RemoteHasher:
         try:
             result = await conn.run(command, check=False, timeout=EXEC_TIMEOUT, input="",
                                     encoding=None)
+        except AttributeError:  # asyncssh on a channel closed mid-open (connection dying)
+            raise ConnectError(f"{self._pool.name}: connection lost while verifying") from None
         except asyncssh.ChannelOpenError:
             if conn.is_closed():
                 raise ConnectError(f"{self._pool.name}: connection lost while verifying") from None
