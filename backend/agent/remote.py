@@ -136,8 +136,7 @@ class AgentEngine:
         self.me = f"client:{os.getpid()}:{secrets.token_hex(4)}"
         self.client: agent_client.AgentClient | None = None
         self.pid = 0
-        self._order: list[int] = []
-        self._statuses: dict[int, JobStatus] = {}
+        self._statuses: dict[int, JobStatus] = {}  # in the agent's order (dicts keep it)
         self._reports: dict[int, dict[str, Any]] = {}
         self._subs = Subscribers()
         self._notices: list[NoticeCallback] = []
@@ -209,7 +208,7 @@ class AgentEngine:
         return [j for j in self.jobs() if j.state in ("queued", "running")]
 
     def jobs(self) -> list[JobStatus]:
-        return [self._statuses[i] for i in self._order if i in self._statuses]
+        return list(self._statuses.values())
 
     def job(self, job_id: int) -> JobStatus:
         status = self._statuses.get(job_id)
@@ -299,19 +298,12 @@ class AgentEngine:
         report = await self._call("wait", job=job_id)
         status = status_of(report["status"])
         self._reports[job_id] = report
-        self._remember(status)
+        self._statuses[job_id] = status  # (a job new to this client goes last, as in the agent)
         return status
 
     # -- events ----------------------------------------------------------------------------
     def _set_jobs(self, jobs: list[dict[str, Any]]) -> None:
-        statuses = [status_of(d) for d in jobs]
-        self._order = [s.id for s in statuses]
-        self._statuses = {s.id: s for s in statuses}
-
-    def _remember(self, status: JobStatus) -> None:
-        if status.id not in self._statuses:
-            self._order.append(status.id)
-        self._statuses[status.id] = status
+        self._statuses = {s.id: s for s in map(status_of, jobs)}
 
     def _on_agent_event(self, name: str, data: dict[str, Any]) -> None:
         if name == "attention":
