@@ -42,3 +42,21 @@ def test_killed_mv_the_agent_finishes_the_move(slow_site, tmp_path: Path):
 
     wait_for(moved, timeout=90, what="the agent to finish the move")
     assert sha256_of(out / "big.bin") == digest
+
+
+def test_mv_through_the_agent_reports_only_its_own_jobs(slow_site, tmp_path: Path):
+    """The agent runs other people's jobs too (a TUI's, a detached get): ``ferry mv --json``
+    through it prints events of its own move only, never of another job."""
+    import json
+
+    out = tmp_path / "out"
+    out.mkdir()
+    other = ferry("get", "slow:big.bin", str(tmp_path / "other") + "/", "--detach")
+    assert other.returncode == 0, other.stderr
+    other_job = int(other.stdout.split()[1])
+    wait_for(lambda: job_moving(other_job), what="the other job to move")
+    result = ferry("mv", "fast:small.txt", str(out) + "/", "--json")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    jobs_shown = {e["job_id"] for e in events if "job_id" in e}
+    assert jobs_shown and other_job not in jobs_shown, jobs_shown

@@ -127,8 +127,12 @@ class AgentEngine:
     asyncio loop; callbacks are called on it."""
 
     def __init__(self, prompter: Prompter | None = None, *, client_name: str = "tui",
-                 progress_hz: float = 10.0, journal: Journal | None = None) -> None:
+                 progress_hz: float = 10.0, journal: Journal | None = None,
+                 sites: set[str] | None = None) -> None:
+        """``sites``: answer only the questions of jobs on these sites (a command's own;
+        None: any, as the TUI does)."""
         self.prompter = prompter
+        self.sites = sites
         self.client_name = client_name
         self.progress_hz = progress_hz
         self.journal = journal or Journal()
@@ -156,7 +160,8 @@ class AgentEngine:
     async def _attach(self, spawn: bool) -> None:
         client = await agent_client.connect(start=spawn, client=self.client_name)
         try:
-            self._answerer = Answerer(client, self.prompter) if self.prompter else None
+            self._answerer = (Answerer(client, self.prompter, self.sites) if self.prompter
+                              else None)
             client.on_event(self._on_agent_event)
             snapshot = await client.call("subscribe", jobs=None, progress_hz=self.progress_hz,
                                          prompts=self._answerer is not None)

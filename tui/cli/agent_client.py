@@ -21,7 +21,7 @@ from typing import Any
 
 from backend.agent import client as agent
 from backend.agent import protocol, remote
-from backend.agent.remote import event_of, status_of
+from backend.agent.remote import AgentEngine, event_of, status_of
 from backend.errors import EXIT_INTERRUPTED, AgentError, FerryError
 from backend.transfers import FileStatus, JobSpec, JobStatus, TransferEvent
 from backend.transfers.model import FINISHED_STATES
@@ -85,47 +85,76 @@ class Answerer(remote.Answerer):
         super().__init__(client, TerminalPrompter(), sites)
 
 
-class Follower:
-    """Feeds the agent's events for some jobs to transfer_cmd's reporter."""
+class JobFilter:
+    """Passes on to ``sink`` (a reporter) the events of the jobs a command follows — the agent
+    also runs everybody else's. A job's events that arrive before the command knows its number
+    (the "queued" event comes before the submit's reply; a relay's next leg) wait, up to 1,000,
+    and are passed on in order when it follows that job."""
 
-    def __init__(self, client: agent.AgentClient, reporter: Any,
-                 answerer: Answerer | None) -> None:
-        self.client = client
-        self.reporter = reporter
-        self.answerer = answerer
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
         self.jobs: set[int] | None = set()  # None: every job
-        self.early: list[dict[str, Any]] = []  # events before the job number is known
-        self.tasks: set[asyncio.Future[None]] = set()
-        client.on_event(self.event)
+        self.early: list[TransferEvent] = []
 
     def follow(self, job_id: int) -> None:
         assert self.jobs is not None
         self.jobs.add(job_id)
-        early, self.early = self.early, []
-        for data in early:
-            if data.get("job_id") == job_id:
-                self.reporter.event(event_of(data))
+        mine = [e for e in self.early if e.job_id == job_id]
+        self.early = [e for e in self.early if e.job_id != job_id]
+        for event in mine:
+            self.sink.event(event)
 
-    def event(self, name: str, data: dict[str, Any]) -> None:
+    def event(self, event: TransferEvent) -> None:
+        if self.jobs is None or event.job_id in self.jobs:
+            self.sink.event(event)
+        elif event.kind != "progress" and len(self.early) < 1000:
+            self.early.append(event)
+
+
+class Follower(JobFilter):
+    """Feeds the agent's events for some jobs to transfer_cmd's reporter, and its questions to
+    the answerer."""
+
+    def __init__(self, client: agent.AgentClient, reporter: Any,
+                 answerer: Answerer | None) -> None:
+        super().__init__(reporter)
+        self.answerer = answerer
+        client.on_event(self.on_agent_event)
+
+    def on_agent_event(self, name: str, data: dict[str, Any]) -> None:
         if name == "attention":
             if self.answerer is not None:
                 self.answerer.offer(data)
-            return
-        if name not in ("job", "file", "progress"):
-            return
-        if self.jobs is None or data.get("job_id") in self.jobs:
-            self.reporter.event(event_of(data))
-        elif name != "progress" and len(self.early) < 1000:
-            self.early.append(data)
+        elif name in ("job", "file", "progress"):
+            self.event(event_of(data))
 
 
 async def _connect(start: bool) -> agent.AgentClient:
     return await agent.connect(start=start, client="cli")
 
 
-def _fallback_note(exc: AgentError) -> None:
+def fallback_note(exc: AgentError) -> None:
     info(f"ferry: note: {exc.message}; running here instead (--no-agent)")
     log.warning("agent unavailable: %s", exc)
+
+
+def detached_note(jobs: list[int]) -> None:
+    """What Ctrl-C says when the command's jobs go on in the agent."""
+    listed = " ".join(str(j) for j in jobs)
+    info(f"detached: job {listed} continues in the Ferry agent; follow it with "
+         f"'ferry queue watch {jobs[0]}', stop it with 'ferry queue pause {jobs[0]}'")
+
+
+async def agent_engine(sites: set[str] | None) -> AgentEngine | None:
+    """The Ferry agent's engine for a command (backend/agent/remote.py), asking on this
+    terminal the questions of jobs on ``sites``; None (after a note) when none can start."""
+    engine = AgentEngine(TerminalPrompter(), client_name="cli", sites=sites)
+    try:
+        await engine.start()
+    except agent.StartFailed as exc:
+        fallback_note(exc)
+        return None
+    return engine
 
 
 # -- get / put / queue resume / queue retry ----------------------------------------------------
@@ -160,16 +189,14 @@ def _run(submit: Any, sites: set[str] | None, as_json: bool, detach: bool) -> in
     try:
         return asyncio.run(_follow(submit, sites, as_json, detach, state))
     except agent.StartFailed as exc:
-        _fallback_note(exc)
+        fallback_note(exc)
         return None
     except KeyboardInterrupt:
         jobs = state["jobs"]
         if not jobs:
             info("ferry: error: interrupted")
             return EXIT_INTERRUPTED
-        listed = " ".join(str(j) for j in jobs)
-        info(f"detached: job {listed} continues in the Ferry agent; follow it with "
-             f"'ferry queue watch {jobs[0]}', stop it with 'ferry queue pause {jobs[0]}'")
+        detached_note(jobs)
         return EXIT_INTERRUPTED
 
 

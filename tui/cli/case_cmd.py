@@ -286,24 +286,16 @@ async def _upload_engine(args: argparse.Namespace,
     """The Ferry agent's engine (docs/agent.md): the study's upload is an agent job, so it
     and the case's completion outlive this command; in-process with ``--no-agent`` or when
     no agent can start (said in one note line)."""
-    from backend.agent import client as agent
-    from backend.agent.remote import AgentEngine
-    from tui.cli.agent_client import wanted
-    from tui.cli.connect import TerminalPrompter
+    from tui.cli.agent_client import agent_engine, wanted
 
-    if wanted(args):
-        engine = AgentEngine(TerminalPrompter(), client_name="cli")
+    engine = await agent_engine({args.site}) if wanted(args) else None
+    if engine is not None:
+        agent_used.append(engine.pid)
         try:
-            await engine.start()
-        except agent.StartFailed as exc:
-            info(f"ferry: note: {exc.message}; running here instead (--no-agent)")
-        else:
-            agent_used.append(engine.pid)
-            try:
-                yield engine
-            finally:
-                await engine.stop()
-            return
+            yield engine
+        finally:
+            await engine.stop()
+        return
     async with transport.engine_for(cli_session()) as in_process:
         yield in_process
 

@@ -25,6 +25,7 @@ import os
 import posixpath
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncssh
 import humanize
@@ -42,13 +43,16 @@ from backend.errors import (
 from backend.names import display_name
 from backend.relay import RelaySpec, follows, same_relay, submit_relay
 from backend.sites.store import SiteStore
-from backend.transfers import JobSpec, Journal, TransferEngine
+from backend.transfers import JobSpec, Journal
 from backend.transfers import moves as move_jobs
 from backend.transfers.model import VERIFY_MODES
 from tui.cli.agent_client import wanted
 from tui.cli.connect import sftp_for
 from tui.cli.output import ask_choice, info, is_interactive, print_json
 from tui.cli.transfer_cmd import _drive
+
+if TYPE_CHECKING:
+    from tui.cli.transfer_cmd import Engine
 
 SHOWN = 20  # paths listed before a delete (then "... and N more")
 
@@ -276,10 +280,10 @@ def _refuse_existing(shown: str) -> None:
 
 
 def _run_move(spec: JobSpec, args: argparse.Namespace) -> int:
-    async def submit(engine: TransferEngine) -> list[int]:
+    async def submit(engine: Engine) -> list[int]:
         return [await engine.adopt(spec)]
 
-    return _drive(submit, args.json, run_all_jobs=False, agent=wanted(args))
+    return _drive(submit, args.json, run_all_jobs=False, agent=wanted(args), sites={spec.site})
 
 
 def _mv_get(args: argparse.Namespace, src: tuple[str, str], local: str) -> int:
@@ -364,7 +368,7 @@ def _mv_between_sites(args: argparse.Namespace, src: tuple[str, str],
     spec = RelaySpec(a, [source], b, destination, recursive=True, verify=args.verify,
                      inside=inside)
 
-    async def submit(engine: TransferEngine) -> list[int]:
+    async def submit(engine: Engine) -> list[int]:
         pending = _pending_relay(engine, spec)
         if pending:
             for job_id in pending:
@@ -373,7 +377,7 @@ def _mv_between_sites(args: argparse.Namespace, src: tuple[str, str],
             return pending
         return [await submit_relay(engine, spec, move=True)]
 
-    return _drive(submit, args.json, run_all_jobs=False, agent=wanted(args))
+    return _drive(submit, args.json, run_all_jobs=False, agent=wanted(args), sites={a, b})
 
 
 def _split_target(target: str, name: str) -> tuple[str, bool]:
@@ -382,7 +386,7 @@ def _split_target(target: str, name: str) -> tuple[str, bool]:
     return (parent or "/", True) if last == name else (target, False)
 
 
-def _pending_relay(engine: TransferEngine, spec: RelaySpec) -> list[int]:
+def _pending_relay(engine: Engine, spec: RelaySpec) -> list[int]:
     """Unfinished legs of an identical earlier ``ferry mv`` (interrupted): resume those."""
     out = []
     for job in engine.journal.job_rows(unfinished_only=True):

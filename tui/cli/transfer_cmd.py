@@ -16,7 +16,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Protocol, TypedDict
 
 from backend.errors import EXIT_INTERRUPTED, FerryError, TransferError, UsageError
 from backend.limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES
@@ -36,10 +36,15 @@ from backend.transfers.model import (
 )
 from backend.units import human_size
 from tui.cli.connect import cli_session
-from tui.cli.output import info, print_json
+from tui.cli.output import print_json
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
+
+    from backend.agent.remote import AgentEngine
+
+    Engine = TransferEngine | AgentEngine
+    """This process's engine, or the Ferry agent's as a command sees it."""
 
 EXIT_FAILED = TransferError.exit_code
 
@@ -217,60 +222,53 @@ def _run_spec(spec: JobSpec, as_json: bool, args: argparse.Namespace | None = No
     elif getattr(args, "detach", False):
         raise UsageError("--detach needs the Ferry agent", hint="drop --no-agent")
 
-    async def run(engine: TransferEngine) -> list[int]:
+    async def run(engine: Engine) -> list[int]:
         return [await engine.adopt(spec)]
 
     return _drive(run, as_json, run_all_jobs=False)
 
 
-def _drive(submit: Submit, as_json: bool, *,
-           run_all_jobs: bool, agent: bool = False) -> int:
+def _drive(submit: Submit, as_json: bool, *, run_all_jobs: bool, agent: bool = False,
+           sites: set[str] | None = None) -> int:
     """Run the engine until the jobs ``submit`` returns have finished; report; exit code.
     ``agent``: the Ferry agent's engine (backend/agent/remote.py), so the jobs outlive this
-    command (Ctrl-C detaches); this process's when none can start (said in a note)."""
+    command (Ctrl-C detaches) and questions of jobs on ``sites`` are asked here; this
+    process's when none can start (said in a note)."""
+    from tui.cli import agent_client
+
     queued: list[int] = []
     try:
-        return asyncio.run(_drive_async(submit, as_json, run_all_jobs, agent, queued))
+        return asyncio.run(_drive_async(submit, as_json, run_all_jobs, agent, sites, queued))
     except KeyboardInterrupt:
         if not (agent and queued):
             raise
-        listed = " ".join(str(j) for j in queued)
-        info(f"detached: job {listed} continues in the Ferry agent; follow it with "
-             f"'ferry queue watch {queued[0]}', stop it with 'ferry queue pause {queued[0]}'")
+        agent_client.detached_note(queued)
         return EXIT_INTERRUPTED
 
 
-async def _agent_engine() -> Any:
-    """The Ferry agent's engine for this command, or None when no agent can start."""
-    from backend.agent import client as agent_client
-    from backend.agent.remote import AgentEngine
-    from tui.cli.connect import TerminalPrompter
-
-    engine = AgentEngine(TerminalPrompter(), client_name="cli")
-    try:
-        await engine.start()
-    except agent_client.StartFailed as exc:
-        info(f"ferry: note: {exc.message}; running here instead (--no-agent)")
-        return None
-    return engine
-
-
 async def _drive_async(submit: Submit, as_json: bool, run_all_jobs: bool, agent: bool,
-                       queued: list[int]) -> int:
-    remote = await _agent_engine() if agent else None
+                       sites: set[str] | None, queued: list[int]) -> int:
+    from tui.cli import agent_client
+
+    remote = await agent_client.agent_engine(sites) if agent else None
     engine = remote or make_engine(run_all_jobs)
     reporter = _Reporter(as_json)
-    unsubscribe = engine.subscribe(reporter.event)
+    mine = agent_client.JobFilter(reporter)  # the agent runs other people's jobs too
+    unsubscribe = engine.subscribe(mine.event)
     try:
         if remote is None:
             await engine.start()
         job_ids = list(await submit(engine))
         queued += job_ids
+        for job_id in job_ids:
+            mine.follow(job_id)
         reporter.open(engine, job_ids)
         statuses = [await engine.wait(j) for j in job_ids]
         # a finished job may have queued the next one (a site-to-site relay's upload leg)
         while more := [j for j in next_legs(engine.journal, [s.id for s in statuses])
                        if j not in {s.id for s in statuses}]:
+            for job_id in more:
+                mine.follow(job_id)
             statuses += [await engine.wait(j) for j in more]
     finally:
         reporter.close()
@@ -280,7 +278,7 @@ async def _drive_async(submit: Submit, as_json: bool, run_all_jobs: bool, agent:
     return _summarise(engine, statuses, as_json)
 
 
-Submit = Callable[[TransferEngine], Awaitable[Iterable[int]]]
+Submit = Callable[["Engine"], Awaitable[Iterable[int]]]
 """Queues a command's jobs on the engine; returns their numbers."""
 
 
@@ -522,7 +520,7 @@ def cmd_queue_resume(args: argparse.Namespace) -> int:
             code := agent_client.resume(args.job, args.json, "resume")) is not None:
         return code
 
-    async def submit(engine: TransferEngine) -> list[int]:
+    async def submit(engine: Engine) -> list[int]:
         if args.job is not None:
             await engine.resume(args.job)
             return [args.job]
@@ -542,7 +540,7 @@ def cmd_queue_retry(args: argparse.Namespace) -> int:
             code := agent_client.resume(args.job, args.json, "retry")) is not None:
         return code
 
-    async def submit(engine: TransferEngine) -> list[int]:
+    async def submit(engine: Engine) -> list[int]:
         await engine.retry(args.job)
         return [args.job]
 
