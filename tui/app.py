@@ -260,15 +260,15 @@ class FerryApp(App[None]):
     async def action_quit(self) -> None:
         """Quit. Transfers in the agent go on (and the terminal is told how to follow them);
         in-process ones stop, so ask first (Cancel focused) while any is queued or running."""
-        running = self.running_transfers()
         if isinstance(self.engine, AgentEngine):
             self.left_running = self.engine.running()
-            if running:
+            if self.left_running:
                 self.exit_note = (
-                    f"{running} transfer(s) continue in the background in the Ferry agent "
-                    f"(pid {self.engine.pid}) — follow them with 'ferry queue watch'")
+                    f"{len(self.left_running)} transfer(s) continue in the background in the "
+                    f"Ferry agent (pid {self.engine.pid}) — follow them with 'ferry queue watch'")
             self.exit()
             return
+        running = self.running_transfers()
         if not running:
             self.exit()
             return
