@@ -1,4 +1,5 @@
-"""Where the agent lives: its private folder (socket, lock, pid file) and its log.
+"""Where the agent lives: its private folder (socket, lock, pid file), its log, and what it
+saves for the next agent (case watchers, the share service: :func:`saved_file`).
 
 The folder is ``$FERRY_HOME/state/agent`` when ``FERRY_HOME`` is set (each home has its own
 agent: tests and scripts stay isolated), else ``$XDG_RUNTIME_DIR/ferry`` (the per-user runtime
@@ -11,13 +12,19 @@ folder is created 0700 and refused when it is a symlink, another user's, or open
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from backend import paths
 from backend.errors import ConfigError
+from backend.fsutil import atomic_write
+
+log = logging.getLogger("ferry.agent")
 
 SOCKET_NAME = "agent.sock"
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux (107 and a NUL); keep a margin
@@ -84,3 +91,30 @@ def read_pid() -> int | None:
         return int(pid_path().read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def saved_file(name: str) -> Path:
+    """Where the agent saves ``name`` for the next agent: ``<state>/agent/NAME`` (state, not
+    the runtime folder: it must outlive a reboot)."""
+    return paths.state_dir() / "agent" / name
+
+
+def read_saved(path: Path) -> dict[str, Any] | None:
+    """The JSON object a previous agent saved in ``path``; None when there is none, or (with a
+    warning in the log) when it cannot be read or is not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+        return None
+    if not isinstance(data, dict):
+        log.warning("ignoring %s: not a JSON object", path)
+        return None
+    return data
+
+
+def write_saved(path: Path, data: dict[str, Any]) -> None:
+    """Save ``data`` in ``path`` for the next agent: 0600, never a half-written file."""
+    atomic_write(path, json.dumps(data))

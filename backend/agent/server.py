@@ -431,10 +431,7 @@ class Agent:
             return {"forgotten": await engine.forget_finished(ids)}
         if method == "watch":  # a case watcher (backend/agent/watchers.py)
             assert self.watchers is not None
-            into = params.get("into")
-            state = self.watchers.add(WatchSpec(
-                site=str(params["site"]), interval=float(params.get("interval") or 60.0),
-                into=str(into) if into else None, email=bool(params.get("email"))))
+            state = self.watchers.add(WatchSpec.from_json(params))
             log.info("case watcher for %s started by %s (pid %s)", state.spec.site,
                      client.name, client.pid)
             return state.to_json()

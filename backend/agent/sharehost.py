@@ -12,23 +12,21 @@ again; ``ferry serve --stop`` stops it. Running ``ferry serve`` on its own stays
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from backend import paths
+from backend.agent import location
 from backend.errors import FerryError
-from backend.fsutil import atomic_write, ensure_private_dir
 from backend.shares.launch import ServeSpec, start_service
 
 log = logging.getLogger("ferry.agent.shares")
 
 
 def saved_path() -> Path:
-    return paths.state_dir() / "agent" / "share-service.json"
+    return location.saved_file("share-service.json")
 
 
 class ShareHost:
@@ -64,18 +62,15 @@ class ShareHost:
 
     async def start_saved(self) -> None:
         """The service a previous agent ran, if any; a failure is logged and kept (status)."""
-        try:
-            data = json.loads(saved_path().read_text())
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable %s: %s", saved_path(), exc)
+        data = location.read_saved(saved_path())
+        if data is None:
             return
         try:
-            await self.start(ServeSpec.from_json(data), save=False)
+            spec = ServeSpec.from_json(data)
+            await self.start(spec, save=False)
         except FerryError as exc:
             log.warning("the saved share service did not start: %s", exc)
-            self.spec = ServeSpec.from_json(data)
+            self.spec = ServeSpec.from_json(data, absolute_paths=False)
             self.problem = exc.message
 
     async def stop(self, *, save: bool = True) -> bool:
@@ -100,6 +95,4 @@ class ShareHost:
 
     def _save(self) -> None:
         assert self.spec is not None
-        path = saved_path()
-        ensure_private_dir(path.parent)
-        atomic_write(path, json.dumps(asdict(self.spec)))  # 0600, never a half-written file
+        location.write_saved(saved_path(), asdict(self.spec))

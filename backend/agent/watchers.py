@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,9 +23,8 @@ from typing import Any
 
 import asyncssh
 
-from backend import paths
+from backend.agent import location
 from backend.errors import ConfigError, FerryError, UsageError
-from backend.fsutil import atomic_write, ensure_private_dir
 from backend.names import display_name
 from backend.session import Session
 from backend.tasks import cancel_and_wait
@@ -40,6 +38,13 @@ class WatchSpec:
     interval: float = 60.0
     into: str | None = None
     email: bool = False
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WatchSpec:
+        """From a client's request or the saved list (KeyError/TypeError/ValueError if bad)."""
+        into = data.get("into")
+        return cls(site=str(data["site"]), interval=float(data.get("interval") or 60.0),
+                   into=str(into) if into else None, email=bool(data.get("email")))
 
 
 @dataclass
@@ -58,7 +63,7 @@ class WatchState:
 
 
 def saved_path() -> Path:
-    return paths.state_dir() / "agent" / "watchers.json"
+    return location.saved_file("watchers.json")
 
 
 class Watchers:
@@ -74,27 +79,18 @@ class Watchers:
 
     # -- persistence ------------------------------------------------------------------------
     def _load(self) -> list[WatchSpec]:
-        try:
-            data = json.loads(saved_path().read_text())
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable %s: %s", saved_path(), exc)
-            return []
+        data = location.read_saved(saved_path()) or {}
         out = []
-        for item in data.get("watchers", []) if isinstance(data, dict) else []:
+        for item in data.get("watchers", []):
             try:
-                out.append(WatchSpec(site=str(item["site"]), interval=float(item["interval"]),
-                                     into=item.get("into"), email=bool(item.get("email"))))
-            except (KeyError, TypeError, ValueError):
+                out.append(WatchSpec.from_json(item))
+            except (KeyError, TypeError, ValueError, AttributeError):
                 log.warning("ignoring a malformed watcher in %s: %r", saved_path(), item)
         return out
 
     def _save(self) -> None:
-        path = saved_path()
-        ensure_private_dir(path.parent)
-        saved = {"watchers": [asdict(s.spec) for s in self.states.values()]}
-        atomic_write(path, json.dumps(saved))  # 0600, never a half-written list
+        location.write_saved(saved_path(),
+                             {"watchers": [asdict(s.spec) for s in self.states.values()]})
 
     # -- control ----------------------------------------------------------------------------
     def start_saved(self) -> None:
