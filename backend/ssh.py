@@ -248,6 +248,13 @@ def _translate(site: Site, exc: BaseException) -> FerryError:
             f"no common algorithms with {where} for cipher profile {site.cipher_profile!r}: "
             f"{display_name(str(exc.reason))}"
         )
+    if isinstance(exc, asyncssh.ConnectionLost) and site.cipher_profile != "modern":
+        # OpenSSH hangs up on a client whose algorithms it shares none of; when that happens
+        # before its own list reached us, all there is to see is the hang-up
+        return ConnectError(
+            f"{where} closed the connection: {display_name(str(exc.reason))}",
+            hint=f"if it does so every time, it may offer none of cipher profile "
+                 f"{site.cipher_profile!r}'s algorithms; try --cipher-profile modern")
     if isinstance(exc, asyncssh.DisconnectError):
         return ConnectError(f"{where} closed the connection: {display_name(str(exc.reason))}")
     if isinstance(exc, OSError):

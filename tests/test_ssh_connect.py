@@ -177,6 +177,39 @@ async def test_aes256_profile_refuses_a_server_without_aes256(tmp_path, client_k
         server.stop()
 
 
+@pytest.mark.parametrize("profile", ["aes256", "modern"])
+async def test_a_hang_up_during_key_exchange_names_the_cipher_profile(profile) -> None:
+    """A server that hangs up right after its banner — what OpenSSH does when it shares no
+    cipher with an aes256-profile client and its own list has not reached the client yet (seen
+    on a loaded CI machine): the error says the profile may be why and how to try without."""
+    import asyncio
+
+    from backend.sites.model import Site
+
+    async def banner_then_close(reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n")
+        await writer.drain()
+        await reader.readline()  # the client's banner
+        await reader.read(65536)  # its key exchange offer, read (as sshd does) and refused
+        writer.close()
+
+    server = await asyncio.start_server(banner_then_close, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        site = Site(name="weak", host="127.0.0.1", port=port, user="u", auth="agent",
+                    cipher_profile=profile)
+        with pytest.raises(ConnectError) as caught:
+            await ssh.connect(site, timeout=10)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert "closed the connection" in str(caught.value)
+    assert ("cipher profile 'aes256'" in str(caught.value)) == (profile == "aes256")
+    if profile == "aes256":
+        assert "--cipher-profile modern" in str(caught.value)
+
+
 async def test_refused_port_is_a_connect_error(sftp_server) -> None:
     site = sftp_server.site(port=free_port())
     with pytest.raises(ConnectError, match="refused"):
